@@ -152,6 +152,9 @@ def save_bank(bank: Bank, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "dbtools_bank": json.dumps(doc)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -115,3 +115,12 @@ def import_deepbind(db_tsv: str | Path, params_dir: str | Path, ids: list[str] |
     if not models:
         raise DbtoolsError(f"{params_dir}: no params files matching the index")
     return Bank(models, description=SOURCE)
+
+
+def write_imported_bank(db_tsv: str | Path, params_dir: str | Path, output: str | Path) -> int:
+    """Import every model with a params file and save the bank; returns the model count."""
+    from .bank import save_bank
+
+    bank = import_deepbind(db_tsv, params_dir)
+    save_bank(bank, output)
+    return len(bank)

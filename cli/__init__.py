@@ -1,0 +1,1 @@
+"""The thin Typer layer of dbtools: options, I/O wiring and progress; logic lives in `dbtools`."""

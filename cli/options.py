@@ -1,0 +1,32 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Bank = Annotated[
+    Optional[str],
+    typer.Option("--bank", "-b", envvar="DBTOOLS_BANK", metavar="FILE",
+                 help="Model bank file (default: the 927 published DeepBind models shipped with dbtools)."),
+]
+Models = Annotated[
+    Optional[list[str]],
+    typer.Option("--models", "-m", metavar="SELECTOR",
+                 help="Models to use (repeatable or comma-separated): an ID (D00328.003), a protein "
+                      "(CTCF), type:ChIP-seq, species:'Homo sapiens', family:X, or @file with one per line. "
+                      "Default: every model of the bank."),
+]
+Device = Annotated[
+    str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to compute: auto uses CUDA when present."),
+]
+WindowSize = Annotated[
+    Optional[int],
+    typer.Option("--window-size", min=1, metavar="N",
+                 help="Score every N-bp window and keep the max (default: int(1.5 x detector length) per model). "
+                      "Sequences no longer than N are scored whole."),
+]
+Average = Annotated[
+    bool, typer.Option("--average", help="Average over windows instead of max: sum of window scores / length."),
+]

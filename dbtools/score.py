@@ -1,0 +1,89 @@
+"""`dbtools score`: the original DeepBind scorer's semantics, batched over sequences and models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from .encode import encode
+from .forward import BankEngine
+from .select import open_selected
+from .sequences import read_sequences
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Scoring options shared by score, scan, mutmap and vareffect."""
+
+    window_size: int | None = None  # None: int(1.5 * m) per model
+    average: bool = False
+    class_prob: bool = False
+
+
+def score_codes(engine: BankEngine, codes: list[np.ndarray], options: ScoreOptions,
+                batch_size: int = 256) -> np.ndarray:
+    """Score encoded sequences of any lengths: [N, M] float32, rows in input order.
+
+    Sequences are bucketed by exact length (never padded: padding changes scores).
+    """
+    out = np.empty((len(codes), len(engine)), dtype=np.float32)
+    by_len: dict[int, list[int]] = {}
+    for i, c in enumerate(codes):
+        by_len.setdefault(len(c), []).append(i)
+    for idx in by_len.values():
+        for b0 in range(0, len(idx), batch_size):
+            rows = idx[b0:b0 + batch_size]
+            batch = torch.from_numpy(np.stack([codes[i] for i in rows]))
+            s = engine.score(batch, options.window_size, options.average)
+            if options.class_prob:
+                s = torch.sigmoid(s)
+            out[rows] = s.cpu().numpy()
+    return out
+
+
+def score_records(engine: BankEngine, records: Iterable[tuple[str, str, bool]], options: ScoreOptions,
+                  chunk: int = 4096, batch_size: int = 256) -> Iterator[tuple[list, np.ndarray]]:
+    """Stream (records, scores) chunk by chunk so memory stays bounded for any input size."""
+    it = iter(records)
+    while block := list(islice(it, chunk)):
+        codes = [encode(seq, name) for name, seq, _ in block]
+        yield block, score_codes(engine, codes, options, batch_size)
+
+
+@dataclass
+class ScoreSummary:
+    sequences: int
+    models: int
+
+
+def score(sequences: str, out: TextIO, *, bank: str | None, models: list[str] | None,
+          options: ScoreOptions, echo: bool = False, header: bool = True,
+          device: torch.device | str = "cpu", batch_size: int = 256,
+          progress: Callable[[int], None] | None = None) -> ScoreSummary:
+    """Score every sequence of a file/stdin with the selected models; TSV to `out`.
+
+    The header names the model IDs; with `echo` the first column repeats the input
+    (the sequence, or the record name for FASTA input). Values are printed with 6 decimals.
+    """
+    selected = open_selected(bank, models)
+    engine = BankEngine(selected, device)
+    fmt = "\t".join(["%.6f"] * len(selected))
+    n = 0
+    for block, scores in score_records(engine, read_sequences(sequences), options, batch_size=batch_size):
+        if n == 0 and header:
+            first = ("name" if block[0][2] else "sequence") if echo else None
+            out.write("\t".join(([first] if first else []) + selected.ids) + "\n")
+        lines = []
+        for (name, seq, fasta), row in zip(block, scores):
+            line = fmt % tuple(row.tolist())
+            lines.append(f"{name if fasta else seq}\t{line}" if echo else line)
+        out.write("\n".join(lines) + "\n")
+        n += len(block)
+        if progress:
+            progress(len(block))
+    return ScoreSummary(sequences=n, models=len(selected))

@@ -1,0 +1,1 @@
+"""Model banks shipped with dbtools (package data: see models/README.md)."""

@@ -1,0 +1,67 @@
+"""Regenerate the demo set from ../shared/data (run from the project root).
+
+Everything here is a small copy of public data; see demo/README.md for provenance.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pysam
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+OUT = ROOT / "demo"
+START, END = 61_000_000, 62_000_000  # 0-based half-open slice of hs37d5 chromosome 20
+CONTIG = "20_61M"
+
+
+def main() -> None:
+    fa = pysam.FastaFile(str(SHARED / "genome" / "20.fa.gz"))
+    seq = fa.fetch("20", START, END)
+    with open(OUT / "chr20_61M.fa", "w") as fh:
+        fh.write(f">{CONTIG} hs37d5 20:{START + 1}-{END}\n")
+        for i in range(0, len(seq), 60):
+            fh.write(seq[i:i + 60] + "\n")
+    pysam.faidx(str(OUT / "chr20_61M.fa"))
+
+    peaks = []
+    for line in open(SHARED / "peaks" / "Gm12878_ctcf_UniPk_hg19_startend.bed"):
+        chrom, s, e = line.split()[:3]
+        if chrom == "chr20" and START <= int(s) and int(e) <= END:
+            peaks.append((int(s), int(e)))
+    with open(OUT / "ctcf_peaks.bed", "w") as bed, open(OUT / "ctcf_peaks.fa", "w") as fasta:
+        for s, e in sorted(peaks):
+            bed.write(f"{CONTIG}\t{s - START}\t{e - START}\n")
+            mid = (s + e) // 2
+            fasta.write(f">chr20:{mid - 50 + 1}-{mid + 51}\n{fa.fetch('20', mid - 50, mid + 51)}\n")
+
+    with open(SHARED / "vcf" / "deepfind_derived_promoter_snvs_chr20_b37.vcf") as src, \
+            open(OUT / "variants.vcf", "w") as dst:
+        for line in src:
+            if line.startswith("##contig"):
+                continue
+            if line.startswith("#CHROM"):
+                dst.write(f"##contig=<ID={CONTIG},length={END - START}>\n")
+                dst.write("##dbtools_demo=<Description=\"positions shifted by -61000000 from hs37d5 chromosome 20\">\n")
+            if line.startswith("#"):
+                dst.write(line)
+                continue
+            f = line.split("\t")
+            if f[0] == "20" and START < int(f[1]) <= END:
+                f[0], f[1] = CONTIG, str(int(f[1]) - START)
+                dst.write("\t".join(f))
+
+    src = next((SHARED / "encode").glob("GABPA_*_B.seq.gz"))
+    with gzip.open(src, "rt") as fh, open(OUT / "gabpa_test.seq", "w") as seqs, \
+            open(OUT / "gabpa_test.labels", "w") as labels:
+        next(fh)
+        for line in fh:
+            _, _, seq, bound = line.rstrip("\n").split("\t")
+            seqs.write(seq + "\n")
+            labels.write(bound + "\n")
+
+
+if __name__ == "__main__":
+    main()

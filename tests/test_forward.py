@@ -1,0 +1,85 @@
+"""The batched engine against an independent per-model oracle, on random sequences and options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dbtools.encode import encode
+from dbtools.forward import BankEngine
+from dbtools.score import ScoreOptions, score_codes
+from oracle import score as oracle_score
+
+
+def pick_architectures(bank) -> list[int]:
+    """One model of every architecture in the bank (detector length, pooling, hidden, strands)."""
+    seen, chosen = set(), []
+    for i, m in enumerate(bank.models):
+        a = m.info.arch
+        key = (a.detector_len, a.avg_pooling, a.num_hidden, a.reverse_complement)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(i)
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def mixed(bank):
+    idx = pick_architectures(bank)
+    sub = bank.subset(idx)
+    return sub, BankEngine(sub, "cpu")
+
+
+def test_mixed_bank_covers_every_published_architecture(mixed):
+    sub, _ = mixed
+    archs = {m.info.arch for m in sub.models}
+    assert {a.detector_len for a in archs} == {14, 16, 20, 24, 32, 36}
+    assert {a.avg_pooling for a in archs} == {False, True}
+    assert {a.num_hidden for a in archs} == {0, 32}
+    assert {a.reverse_complement for a in archs} == {False, True}
+
+
+seqs = st.text(alphabet="ACGTNacgtnRY", min_size=1, max_size=70)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seq=seqs, window=st.sampled_from([None, 1, 7, 20, 40]), average=st.booleans(), data=st.data())
+def test_engine_equals_oracle(mixed, seq, window, average, data):
+    sub, engine = mixed
+    cols = data.draw(st.lists(st.integers(0, len(sub) - 1), min_size=1, max_size=4, unique=True))
+    got = engine.score(encode(seq)[None], window, average)[0].numpy()
+    for j in cols:
+        want = oracle_score(sub.models[j], seq, window, average)
+        assert got[j] == pytest.approx(want, abs=2e-5), (sub.models[j].info.id, seq, window, average)
+
+
+def test_batched_bank_equals_one_model_at_a_time(bank):
+    rng = np.random.default_rng(1)
+    idx = sorted(rng.choice(len(bank), 40, replace=False).tolist())
+    sub = bank.subset(idx)
+    codes = [rng.integers(0, 5, size=n).astype(np.int8) for n in (3, 30, 30, 101, 101, 101, 250)]
+    for opts in (ScoreOptions(), ScoreOptions(window_size=101), ScoreOptions(average=True)):
+        together = score_codes(BankEngine(sub), codes, opts, batch_size=2)
+        alone = np.concatenate([score_codes(BankEngine(sub.subset([k])), codes, opts) for k in range(len(sub))], 1)
+        np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_small_memory_budget_gives_the_same_scores(mixed):
+    sub, engine = mixed
+    tight = BankEngine(sub, "cpu", budget=4096)
+    codes = torch.from_numpy(np.random.default_rng(2).integers(0, 5, size=(3, 180)).astype(np.int8))
+    for window, average in ((None, False), (None, True), (24, False)):
+        torch.testing.assert_close(tight.score(codes, window, average), engine.score(codes, window, average),
+                                   atol=1e-5, rtol=0)
+
+
+def test_class_probability_is_the_sigmoid_of_the_score(mixed):
+    _, engine = mixed
+    codes = [encode("ACGTTGCAAGCTAGCTAGGATCGATCGATGCA")]
+    raw = score_codes(engine, codes, ScoreOptions())
+    prob = score_codes(engine, codes, ScoreOptions(class_prob=True))
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-raw)), rtol=1e-6)
+    assert ((prob > 0) & (prob < 1)).all()

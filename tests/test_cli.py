@@ -78,7 +78,7 @@ def test_missing_sequence_file(tmp_path):
     assert_one_line_error(dbtools("score", str(tmp_path / "nope.seq")), 1, "nope.seq", "not found")
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"not a bank at all\n" * 20])
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"not a bank at all\n" * 20], ids=["empty", "zeros", "text"])
 def test_bad_bank_file(tmp_path, content):
     bad = tmp_path / "bad.bank"
     bad.write_bytes(content)

@@ -1,0 +1,210 @@
+"""Labelled training data: DeepBind tables, sequence/target TSV, FASTA, BED peaks on a genome.
+
+Every reader returns a `Dataset` whose sources record the file, its SHA-256 and the rows
+used, so a trained model can say exactly what it was trained on. Classification data with
+positives only gets one dinucleotide shuffle per positive as negatives (seeded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .contigs import reconcile
+from .encode import encode
+from .errors import DbtoolsError, UsageError
+from .sequences import open_text, read_sequences
+from .shuffle import dinucleotide_shuffle
+
+FORMATS = ("auto", "deepbind", "tsv", "fasta", "bed")
+
+
+@dataclass
+class Dataset:
+    """Sequences with targets (0/1 labels for classification, real values for regression)."""
+
+    sequences: list[str]
+    targets: np.ndarray
+    task: str
+    sources: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_rows(spec: str | None) -> slice:
+    """'1:500' -> rows 1..500 (1-based, inclusive); '501:' and ':500' are open ranges."""
+    if not spec:
+        return slice(None)
+    start, sep, stop = spec.partition(":")
+    try:
+        a = int(start) if start else 1
+        b = int(stop) if stop else None
+    except ValueError:
+        raise UsageError(f"--rows {spec}: expected FIRST:LAST (1-based, inclusive), e.g. 1:500") from None
+    if not sep and b is None:
+        b = a
+    if a < 1 or (b is not None and b < a):
+        raise UsageError(f"--rows {spec}: expected 1 <= FIRST <= LAST")
+    return slice(a - 1, b)
+
+
+def detect_format(path: str) -> str:
+    """Guess the format from the name and the first non-blank line."""
+    name = path.lower().removesuffix(".gz")
+    if name.endswith(".bed"):
+        return "bed"
+    with open_text(path) as fh:
+        first = next((ln.rstrip("\r\n") for ln in fh if ln.strip()), "")
+    if not first:
+        raise DbtoolsError(f"{path}: empty file")
+    if first.startswith(">"):
+        return "fasta"
+    cols = first.split("\t")
+    if {"FoldID", "EventID", "seq", "Bound"} <= set(cols):
+        return "deepbind"
+    if len(cols) >= 3 and cols[1].isdigit() and cols[2].isdigit():
+        return "bed"
+    if len(cols) == 2:
+        return "tsv"
+    raise DbtoolsError(f"{path}: line 1: cannot tell the format (use --format {'|'.join(FORMATS[1:])})")
+
+
+def _target(path: str, lineno: int, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DbtoolsError(f"{path}: line {lineno}: target {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DbtoolsError(f"{path}: line {lineno}: target {text!r} is not finite")
+    return value
+
+
+def _read_table(path: str, fmt: str) -> tuple[list[str], list[float], list[int]]:
+    seqs, targets, lines = [], [], []
+    with open_text(path) as fh:
+        header = None
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if fmt == "deepbind":
+                if header is None:
+                    header = {c: i for i, c in enumerate(cols)}
+                    if not {"seq", "Bound"} <= set(header):
+                        raise DbtoolsError(f"{path}: line {lineno}: DeepBind table needs 'seq' and 'Bound' columns")
+                    continue
+                if len(cols) != len(header):
+                    raise DbtoolsError(f"{path}: line {lineno}: expected {len(header)} columns, found {len(cols)}")
+                seq, value = cols[header["seq"]], cols[header["Bound"]]
+            else:
+                if len(cols) != 2:
+                    raise DbtoolsError(f"{path}: line {lineno}: expected 'sequence<TAB>target', found {len(cols)} columns")
+                seq, value = cols
+                if header is None:
+                    header = True
+                    try:
+                        float(value)
+                    except ValueError:
+                        continue  # a header line
+            encode(seq, f"{path}: line {lineno}")
+            seqs.append(seq)
+            targets.append(_target(path, lineno, value))
+            lines.append(lineno)
+    return seqs, targets, lines
+
+
+def _read_fasta(path: str) -> list[str]:
+    out = []
+    for name, seq, _ in read_sequences(path):
+        encode(seq, f"{path}: {name}")
+        out.append(seq)
+    return out
+
+
+def _bed_windows(path: str, genome: str, length: int) -> tuple[list[tuple[str, int, int]], list[str]]:
+    """Windows of `length` bp centred on each BED interval, and their sequences."""
+    import pysam
+
+    try:
+        fa = pysam.FastaFile(genome)
+    except (OSError, ValueError) as e:
+        raise DbtoolsError(f"{genome}: cannot open genome FASTA ({e})") from None
+    sizes = dict(zip(fa.references, fa.lengths))
+    windows, seqs = [], []
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            cols = line.rstrip("\r\n").split("\t")
+            if len(cols) < 3 or not cols[1].isdigit() or not cols[2].isdigit():
+                raise DbtoolsError(f"{path}: line {lineno}: expected 'chrom<TAB>start<TAB>end'")
+            contig = reconcile(cols[0], sizes)
+            if contig is None:
+                raise DbtoolsError(f"{path}: line {lineno}: contig {cols[0]!r} is not in {genome}")
+            mid = (int(cols[1]) + int(cols[2])) // 2
+            start = mid - length // 2
+            if start < 0 or start + length > sizes[contig]:
+                raise DbtoolsError(f"{path}: line {lineno}: {length}-bp window at {cols[0]}:{mid} runs off the contig")
+            windows.append((contig, start, start + length))
+            seqs.append(fa.fetch(contig, start, start + length))
+    return windows, seqs
+
+
+def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows: str | None = None,
+                 negatives: str | None = None, genome: str | None = None, length: int = 101,
+                 negatives_from: str = "shuffle", seed: int = 0) -> Dataset:
+    """Read one training set; see the module docstring for formats and negatives."""
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    sel = parse_rows(rows)
+    src = {"path": str(path), "sha256": sha256(path) if path != "-" else None, "format": fmt, "rows": rows}
+    if fmt in ("deepbind", "tsv"):
+        seqs, targets, _ = _read_table(path, fmt)
+        seqs, targets = seqs[sel], targets[sel]
+    elif fmt == "fasta":
+        seqs = _read_fasta(path)[sel]
+        targets = [1.0] * len(seqs)
+    else:
+        if genome is None:
+            raise UsageError(f"{path}: BED peaks need --genome FASTA")
+        windows, seqs = _bed_windows(path, genome, length)
+        windows, seqs = windows[sel], seqs[sel]
+        targets = [1.0] * len(seqs)
+        src["genome"] = str(genome)
+    if not seqs:
+        raise DbtoolsError(f"{path}: no sequences{' in rows ' + rows if rows else ''}")
+    values = np.asarray(targets, dtype=np.float32)
+    is_binary = bool(np.isin(values, (0.0, 1.0)).all())
+    task = task or ("classification" if is_binary else "regression")
+    if task == "classification" and not is_binary:
+        bad = int(np.flatnonzero(~np.isin(values, (0.0, 1.0)))[0])
+        raise DbtoolsError(f"{path}: classification labels must be 0 or 1, found {values[bad]:g} (data row {bad + 1})")
+    sources = [src]
+    if negatives is not None:
+        neg = _read_fasta(negatives)
+        seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
+        sources.append({"path": str(negatives), "sha256": sha256(negatives), "format": "fasta", "role": "negatives"})
+    elif task == "classification" and not (values == 0).any():
+        rng = np.random.default_rng(seed)
+        if negatives_from == "shuffle":
+            neg = [dinucleotide_shuffle(s.upper(), rng) for s in seqs]
+        else:
+            raise UsageError(f"--negatives {negatives_from}: expected shuffle (flank needs BED input)")
+        seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
+        sources.append({"negatives": "dinucleotide shuffles of the positives", "seed": seed})
+    return Dataset(seqs, values, task, sources)

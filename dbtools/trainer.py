@@ -1,0 +1,346 @@
+"""Training many independent DeepBind models at once.
+
+The unit of work is a group of G models that share an architecture (detector length,
+hidden layer, pooling); each model has its own data, hyperparameters, random stream and
+optimizer state, and all of them advance in one batched forward/backward pass (`bmm` over
+the model axis). The loss is the sum of the models' own losses, so each model's gradient
+is exactly what it would get alone: no cross-talk.
+
+As the original DeepBind: both strands are fed and the higher-scoring one carries the
+loss; logistic loss for classification, squared error for (standardised) regression targets;
+SGD with Nesterov momentum; L1 penalty on detector and fully connected weights (not biases);
+dropout on the pooled features; weights N(0, 1) x init scale, biases 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .encode import N, PAD
+
+DETECTORS = 16
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Hyperparameters of one model (the names of the DeepBind calibration)."""
+
+    learning_rate: float = 0.02
+    momentum: float = 0.98
+    init_conv: float = 1e-3
+    init_fc: float = 1e-3
+    l1_conv: float = 1e-6
+    l1_fc: float = 1e-6
+    dropout: float = 0.0
+    num_hidden: int = 32
+    detector_len: int = 24
+    avg_pooling: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Task:
+    """One model to train: its data (codes, targets), kind of task, hyperparameters and seed."""
+
+    codes: list[np.ndarray]
+    targets: np.ndarray
+    classification: bool
+    hyper: Hyper
+    seed: int
+    reverse_complement: bool = True
+
+
+def pad_batch(codes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """[B, Lmax + 2(m-1)] codes: each sequence padded with m-1 N, then PAD to a common length.
+
+    Returns the padded codes and each sequence's number of detector positions (L + m - 1);
+    positions past it overlap PAD and are masked out of pooling, so no `N` is ever added.
+    """
+    lmax = max(len(c) for c in codes)
+    out = np.full((len(codes), lmax + 2 * (m - 1)), PAD, dtype=np.int8)
+    for i, c in enumerate(codes):
+        out[i, : m - 1] = N
+        out[i, m - 1: m - 1 + len(c)] = c
+        out[i, m - 1 + len(c): 2 * (m - 1) + len(c)] = N
+    return out, np.array([len(c) + m - 1 for c in codes], dtype=np.int64)
+
+
+class GroupParams:
+    """Stacked parameters of G models sharing an architecture, with optimizer state."""
+
+    def __init__(self, tasks: list[Task], device: torch.device):
+        h0 = tasks[0].hyper
+        self.m, self.hidden, self.avg = h0.detector_len, h0.num_hidden, h0.avg_pooling
+        for t in tasks:
+            assert (t.hyper.detector_len, t.hyper.num_hidden, t.hyper.avg_pooling) == (self.m, self.hidden, self.avg)
+        self.device = device
+        self.G = len(tasks)
+        nf = DETECTORS * (2 if self.avg else 1)
+        shapes = {"detectors": (4 * self.m, DETECTORS), "thresholds": (DETECTORS,)}
+        if self.hidden:
+            shapes |= {"weights1": (nf, self.hidden), "biases1": (self.hidden,),
+                       "weights2": (self.hidden,), "biases2": ()}
+        else:
+            shapes |= {"weights1": (nf,), "biases1": ()}
+        self.shapes = shapes
+        per_model = [self._init(t, shapes) for t in tasks]
+        self.params = {k: torch.stack([torch.from_numpy(p[k]) for p in per_model]).to(device).requires_grad_()
+                       for k in shapes}
+        self.velocity = {k: torch.zeros_like(v) for k, v in self.params.items()}
+
+        def col(vals):
+            return torch.tensor(vals, dtype=torch.float32, device=device)
+
+        self.lr = col([t.hyper.learning_rate for t in tasks])
+        self.mom = col([t.hyper.momentum for t in tasks])
+        self.l1 = {"detectors": col([t.hyper.l1_conv for t in tasks]),
+                   "weights1": col([t.hyper.l1_fc for t in tasks]),
+                   "weights2": col([t.hyper.l1_fc for t in tasks])}
+        self.dropout = col([t.hyper.dropout for t in tasks])
+        self.rc = torch.tensor([t.reverse_complement for t in tasks], device=device)
+
+    @staticmethod
+    def _init(task: Task, shapes: dict) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([task.seed, 0])
+        out = {}
+        for k, shape in shapes.items():
+            if k in ("detectors", "weights1", "weights2"):
+                scale = task.hyper.init_conv if k == "detectors" else task.hyper.init_fc
+                out[k] = (rng.standard_normal(shape) * scale).astype(np.float32)
+            else:
+                out[k] = np.zeros(shape, dtype=np.float32)
+        return out
+
+    def forward(self, codes: torch.Tensor, positions: torch.Tensor,
+                dropout_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [G, B] for padded codes [G, B, Lp] with valid position counts [G, B]."""
+        p = self.params
+        G, B, _ = codes.shape
+        m = self.m
+        windows = codes.unfold(2, m, 1)  # [G, B, P, m]
+        P = windows.shape[2]
+        table = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                              [0.25] * 4, [0] * 4], dtype=torch.float32, device=codes.device)
+        x = table[windows.long()].reshape(G, B * P, 4 * m)
+        w = p["detectors"]
+        # reverse strand == forward input scanned with W[m-1-j, 3-b]
+        w_rc = w.reshape(G, m, 4, DETECTORS).flip(1, 2).reshape(G, 4 * m, DETECTORS)
+        thr = p["thresholds"]
+        z = torch.bmm(x, torch.cat([w, w_rc], 2)) + torch.cat([thr, thr], 1)[:, None, :]
+        z = z.clamp(min=0).reshape(G, B, P, 2, DETECTORS)
+        valid = torch.arange(P, device=codes.device)[None, None, :] < positions[:, :, None]  # [G, B, P]
+        z = z * valid[..., None, None]
+        pooled = z.amax(2)  # [G, B, 2, D]
+        if self.avg:
+            mean = z.sum(2) / positions[:, :, None, None]
+            pooled = torch.stack([pooled, mean], -1).reshape(G, B, 2, 2 * DETECTORS)
+        if dropout_keep is not None:
+            pooled = pooled * dropout_keep[:, :, None, :]
+        if self.hidden:
+            h = torch.einsum("gbsi,gih->gbsh", pooled, p["weights1"]) + p["biases1"][:, None, None, :]
+            out = torch.einsum("gbsh,gh->gbs", h.clamp(min=0), p["weights2"]) + p["biases2"][:, None, None]
+        else:
+            out = torch.einsum("gbsi,gi->gbs", pooled, p["weights1"]) + p["biases1"][:, None, None]
+        fwd, rev = out[..., 0], out[..., 1]
+        return torch.where(self.rc[:, None], torch.maximum(fwd, rev), fwd)
+
+    def penalty(self) -> torch.Tensor:
+        """Sum over models of their L1 penalties (each model's own coefficients)."""
+        total = 0
+        for k, lam in self.l1.items():
+            if k in self.params:
+                w = self.params[k]
+                total = total + (lam * w.abs().reshape(self.G, -1).sum(1)).sum()
+        return total
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Nesterov momentum step per model, with that model's rate and momentum."""
+        for k, w in self.params.items():
+            shape = (self.G,) + (1,) * (w.dim() - 1)
+            lr, mom = self.lr.reshape(shape), self.mom.reshape(shape)
+            v = self.velocity[k]
+            v.mul_(mom).sub_(lr * w.grad)
+            w.add_(mom * v - lr * w.grad)
+            w.grad = None
+
+    def model_arrays(self, g: int) -> dict[str, np.ndarray]:
+        """Model g's parameters in the bank's array shapes."""
+        p = {k: v[g].detach().cpu().numpy() for k, v in self.params.items()}
+        out = {"detectors": p["detectors"].reshape(self.m, 4, DETECTORS),
+               "thresholds": p["thresholds"]}
+        if self.hidden:
+            out |= {"weights1": p["weights1"], "biases1": p["biases1"],
+                    "weights2": p["weights2"][:, None], "biases2": p["biases2"].reshape(1)}
+        else:
+            out |= {"weights1": p["weights1"][:, None], "biases1": p["biases1"].reshape(1),
+                    "weights2": np.zeros((0, 1), np.float32), "biases2": np.zeros(0, np.float32)}
+        return out
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.params.items()}
+
+    def restore(self, snap: dict[str, torch.Tensor], which: torch.Tensor) -> None:
+        """Copy the snapshot's parameters of models `which` (bool [G]) into the live ones."""
+        with torch.no_grad():
+            for k, v in self.params.items():
+                shape = (self.G,) + (1,) * (v.dim() - 1)
+                v.copy_(torch.where(which.reshape(shape), snap[k], v))
+
+
+def losses(scores: torch.Tensor, targets: torch.Tensor, classification: torch.Tensor) -> torch.Tensor:
+    """Per-model mean loss [G]: logistic for classification rows, squared error otherwise."""
+    logistic = torch.nn.functional.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+    squared = (scores - targets) ** 2
+    return torch.where(classification[:, None], logistic, squared).mean(1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors (logical shifts emulated by masking)."""
+    def shr(x, s):
+        return (x >> s) & ((1 << (64 - s)) - 1)
+
+    z = (z ^ shr(z, 30)) * -4658895280553007687  # 0xbf58476d1ce4e5b9
+    z = (z ^ shr(z, 27)) * -7723592293110705685  # 0x94d049bb133111eb
+    return z ^ shr(z, 31)
+
+
+def uniform(seeds: torch.Tensor, stream: int, step: int, n: int) -> torch.Tensor:
+    """[G, n] uniforms in [0, 1), a pure function of (model seed, stream, step, index).
+
+    Counter-based, so a model draws the same numbers whether it trains alone or in a bank,
+    on any device.
+    """
+    idx = torch.arange(n, device=seeds.device, dtype=torch.int64)
+    key = _mix(seeds[:, None] * 1_000_003 + stream * 7_919 + _mix(torch.tensor(step, device=seeds.device)))
+    bits = _mix(key + idx[None, :] * -7046029254386353131)  # golden-ratio increment
+    return ((bits >> 11) & ((1 << 53) - 1)).double().mul_(2.0 ** -53).float()
+
+
+class GroupData:
+    """The training (or validation) sets of a group's models, padded into one device tensor."""
+
+    def __init__(self, sets: list[tuple[list[np.ndarray], np.ndarray]], m: int, device: torch.device):
+        padded = [pad_batch(codes, m) for codes, _ in sets]
+        width = max(p.shape[1] for p, _ in padded)
+        n = max(p.shape[0] for p, _ in padded)
+        self.codes = torch.full((len(sets), n, width), PAD, dtype=torch.int8)
+        self.positions = torch.ones((len(sets), n), dtype=torch.int64)
+        self.targets = torch.zeros((len(sets), n), dtype=torch.float32)
+        for g, ((p, pos), (_, y)) in enumerate(zip(padded, sets)):
+            self.codes[g, : p.shape[0], : p.shape[1]] = torch.from_numpy(p)
+            self.positions[g, : len(pos)] = torch.from_numpy(pos)
+            self.targets[g, : len(y)] = torch.from_numpy(np.asarray(y, np.float32))
+        self.sizes = torch.tensor([p.shape[0] for p, _ in padded])
+        self.codes, self.positions, self.targets, self.sizes = (
+            t.to(device) for t in (self.codes, self.positions, self.targets, self.sizes))
+
+    def batch(self, rows: torch.Tensor):
+        """Rows [G, B] of each model's own set."""
+        g = torch.arange(rows.shape[0], device=rows.device)[:, None]
+        return self.codes[g, rows], self.positions[g, rows], self.targets[g, rows]
+
+
+@dataclass
+class GroupResult:
+    """Trained group: parameters at each model's best checkpoint and the validation curves."""
+
+    params: GroupParams
+    best_step: list[int]
+    checkpoints: list[int]
+    val_loss: np.ndarray  # [checkpoints, G]
+    val_metric: np.ndarray  # [checkpoints, G] AUC (classification) or Pearson (regression)
+    train_loss: np.ndarray  # [checkpoints, G] mean training loss since the last checkpoint
+
+
+def evaluate_group(params: GroupParams, data: GroupData, classification: torch.Tensor,
+                   batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Mean loss per model [G] and each model's scores on its whole set (no dropout)."""
+    G = params.G
+    n = int(data.sizes.max())
+    scores = torch.empty(G, n, device=data.codes.device)
+    with torch.no_grad():
+        for c in range(0, n, batch_size):
+            rows = torch.arange(c, min(n, c + batch_size), device=data.codes.device)[None, :].expand(G, -1)
+            rows = torch.minimum(rows, data.sizes[:, None] - 1)
+            codes, pos, _ = data.batch(rows)
+            scores[:, c:c + rows.shape[1]] = params.forward(codes, pos)
+    out, loss = [], np.empty(G)
+    for g in range(G):
+        k = int(data.sizes[g])
+        s, y = scores[g, :k], data.targets[g, :k]
+        loss[g] = float(losses(s[None], y[None], classification[g:g + 1])[0])
+        out.append(s.cpu().numpy())
+    return loss, out
+
+
+def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.ndarray]] | None,
+                steps: int, checkpoint_every: int, device: torch.device, batch_size: int = 64,
+                progress=None) -> GroupResult:
+    """Train the tasks (one architecture) together; keep each model's best checkpoint.
+
+    With validation sets, the best checkpoint has the lowest validation loss (classification)
+    or the highest Pearson correlation (regression); without, the last one is kept.
+    """
+    from .metrics import auc, pearson
+
+    params = GroupParams(tasks, device)
+    m = params.m
+    data = GroupData([(t.codes, t.targets) for t in tasks], m, device)
+    val = GroupData(validation, m, device) if validation else None
+    cls = torch.tensor([t.classification for t in tasks], device=device)
+    seeds = torch.tensor([t.seed for t in tasks], dtype=torch.int64, device=device)
+    nf = DETECTORS * (2 if params.avg else 1)
+    p_drop = params.dropout[:, None]
+    best_score = np.full(params.G, -np.inf)
+    best_step = [steps] * params.G
+    best = params.snapshot()
+    checkpoints, vl, vm, tl = [], [], [], []
+    running = torch.zeros(params.G, device=device)
+    since = 0
+    for step in range(1, steps + 1):
+        rows = (uniform(seeds, 1, step, batch_size) * data.sizes[:, None]).long()
+        rows = torch.minimum(rows, data.sizes[:, None] - 1)
+        keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
+        codes, pos, y = data.batch(rows)
+        scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf))
+        per_model = losses(scores, y, cls)
+        (per_model.sum() + params.penalty()).backward()
+        params.step()
+        running += per_model.detach()
+        since += 1
+        if step % checkpoint_every == 0 or step == steps:
+            checkpoints.append(step)
+            tl.append((running / since).cpu().numpy())
+            running.zero_()
+            since = 0
+            if val is not None:
+                loss, scores_v = evaluate_group(params, val, cls)
+                metric = np.array([
+                    auc(val.targets[g, : int(val.sizes[g])].cpu().numpy(), scores_v[g]) if tasks[g].classification
+                    else pearson(val.targets[g, : int(val.sizes[g])].cpu().numpy(), scores_v[g])
+                    for g in range(params.G)])
+                vl.append(loss)
+                vm.append(metric)
+                score = np.where(cls.cpu().numpy(), -loss, np.nan_to_num(metric, nan=-np.inf))
+                better = score > best_score
+                if better.any():
+                    snap = params.snapshot()
+                    which = torch.from_numpy(better).to(device)
+                    for k in best:
+                        shape = (params.G,) + (1,) * (best[k].dim() - 1)
+                        best[k] = torch.where(which.reshape(shape), snap[k], best[k])
+                    best_score = np.where(better, score, best_score)
+                    best_step = [step if b else s for b, s in zip(better, best_step)]
+            if progress:
+                progress(step, tl[-1])
+    if val is not None:
+        params.restore(best, torch.ones(params.G, dtype=torch.bool, device=device))
+    empty = np.zeros((0, params.G))
+    return GroupResult(params, best_step, checkpoints, np.array(vl) if vl else empty,
+                       np.array(vm) if vm else empty, np.array(tl))

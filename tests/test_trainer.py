@@ -1,0 +1,86 @@
+"""The batched trainer: no cross-talk, exact masking, agreement with the scoring engine, learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dbtools.bank import Architecture, Bank, Model, ModelInfo
+from dbtools.encode import encode
+from dbtools.forward import BankEngine
+from dbtools.metrics import auc
+from dbtools.trainer import GroupData, GroupParams, Hyper, Task, evaluate_group, train_group
+
+CPU = torch.device("cpu")
+
+
+def random_codes(rng, n, lengths):
+    return [rng.integers(0, 4, size=int(rng.choice(lengths))).astype(np.int8) for _ in range(n)]
+
+
+def make_task(seed, lengths=(30,), hyper=None, n=40):
+    rng = np.random.default_rng(seed)
+    codes = random_codes(rng, n, lengths)
+    return Task(codes, rng.integers(0, 2, n).astype(np.float32), True,
+                hyper or Hyper(detector_len=8, num_hidden=0, init_conv=0.1, init_fc=0.1), seed=seed)
+
+
+def test_training_together_equals_training_alone():
+    hypers = [Hyper(detector_len=8, num_hidden=32, learning_rate=lr, dropout=d, init_conv=0.1, init_fc=0.1)
+              for lr, d in ((0.01, 0.0), (0.03, 0.5), (0.005, 0.25))]
+    tasks = [make_task(s, (25, 30), h) for s, h in zip((1, 2, 3), hypers)]
+    together = train_group(tasks, None, steps=25, checkpoint_every=25, device=CPU, batch_size=16)
+    for g, task in enumerate(tasks):
+        alone = train_group([task], None, steps=25, checkpoint_every=25, device=CPU, batch_size=16)
+        for k, v in alone.params.params.items():
+            torch.testing.assert_close(together.params.params[k][g], v[0], atol=1e-5, rtol=1e-4)
+
+
+def test_padding_to_a_longer_neighbour_changes_no_score():
+    task = make_task(4, (12, 40, 33))
+    params = GroupParams([task], CPU)
+    with torch.no_grad():
+        for v in params.params.values():
+            v.normal_()
+    mixed = GroupData([(task.codes, task.targets)], 8, CPU)
+    _, together = evaluate_group(params, mixed, torch.tensor([True]))
+    for i, c in enumerate(task.codes):
+        single = GroupData([([c], task.targets[i:i + 1])], 8, CPU)
+        _, alone = evaluate_group(params, single, torch.tensor([True]))
+        assert together[0][i] == pytest.approx(alone[0][0], abs=1e-5)
+
+
+@pytest.mark.parametrize("hidden,avg", [(0, False), (32, True)])
+def test_trained_model_scores_the_same_in_the_engine(hidden, avg):
+    task = make_task(5, (20, 50), Hyper(detector_len=8, num_hidden=hidden, avg_pooling=avg))
+    params = GroupParams([task], CPU)
+    with torch.no_grad():
+        for v in params.params.values():
+            v.normal_()
+    arch = Architecture(detector_len=8, reverse_complement=True, avg_pooling=avg, num_hidden=hidden)
+    bank = Bank([Model(ModelInfo(id="T1", protein="X", arch=arch), params.model_arrays(0))])
+    engine = BankEngine(bank)
+    _, scores = evaluate_group(params, GroupData([(task.codes, task.targets)], 8, CPU), torch.tensor([True]))
+    for c, s in zip(task.codes, scores[0]):
+        assert engine.score(c[None], window_size=len(c))[0, 0].item() == pytest.approx(s, abs=1e-4)
+
+
+def test_learns_a_planted_motif():
+    rng = np.random.default_rng(0)
+    motif = encode("GATAAGCT")
+    seqs, labels = [], []
+    for i in range(600):
+        c = rng.integers(0, 4, 40).astype(np.int8)
+        if i % 2:
+            p = rng.integers(0, 32)
+            c[p:p + 8] = motif
+        seqs.append(c)
+        labels.append(i % 2)
+    y = np.array(labels, np.float32)
+    hyper = Hyper(detector_len=10, num_hidden=0, learning_rate=0.05, momentum=0.95, init_conv=0.01, init_fc=0.01)
+    task = Task(seqs[:400], y[:400], True, hyper, seed=0)
+    res = train_group([task], [(seqs[400:], y[400:])], steps=300, checkpoint_every=100, device=CPU)
+    _, scores = evaluate_group(res.params, GroupData([(seqs[400:], y[400:])], 10, CPU), torch.tensor([True]))
+    assert auc(y[400:], scores[0]) > 0.95
+    assert res.best_step[0] in res.checkpoints

@@ -11,7 +11,7 @@ import typer
 from dbtools import __version__
 from dbtools.errors import DbtoolsError
 
-from . import import_deepbind, models, score
+from . import evaluate, import_deepbind, models, score, train
 from .errors import report
 
 app = typer.Typer(
@@ -41,6 +41,8 @@ def main(
 app.command("score")(score.score)
 app.command("models")(models.models)
 app.command("import-deepbind")(import_deepbind.import_deepbind)
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
 
 
 def run() -> None:

@@ -1,0 +1,82 @@
+"""`dbtools train`: train a bank of DeepBind models, many at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dbtools.device import resolve_device
+from dbtools.errors import UsageError
+from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, read_spec, train_to_file
+from dbtools.trainer import Hyper
+
+from . import options
+from .progress import stderr, steps_bar
+
+
+def train(
+    data: Annotated[Optional[list[str]], typer.Argument(
+        metavar="DATA...", help="Training files, one model each (DeepBind table, seq<TAB>target TSV, FASTA, "
+                                "BED with --genome). Or use --spec.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bank file to write.")] = Path("trained.bank"),
+    spec: Annotated[Optional[Path], typer.Option(
+        "--spec", help="TSV of models to train together: id, train, and optionally protein, task, "
+                       "validation, rows, hyperparameters (key=value;key=value).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = "auto",
+    task: Annotated[str, typer.Option("--task", help="auto|classification|regression (auto: 0/1 targets "
+                                                     "mean classification).")] = "auto",
+    rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST (1-based, inclusive) of each "
+                                                               "file, e.g. 1:500 for DeepBind's fold A.")] = None,
+    validation: Annotated[Optional[str], typer.Option("--validation", help="Validation file (with one DATA file).")] = None,
+    negatives: Annotated[Optional[str], typer.Option("--negatives", help="FASTA of negatives (default for "
+                                                                         "positives only: dinucleotide shuffles).")] = None,
+    genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
+    length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 4000,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1,
+                                                  help="Validate (and maybe keep) every N steps.")] = 250,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=0.9,
+                                                help="Rows held out for choosing the step when there is no "
+                                                     "validation file.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the bank).")] = 0,
+    detector_len: Annotated[int, typer.Option("--detector-len", min=2)] = Hyper.detector_len,
+    hidden: Annotated[int, typer.Option("--hidden", min=0, help="Hidden units (0 or 32 in DeepBind).")] = Hyper.num_hidden,
+    pooling: Annotated[str, typer.Option("--pooling", help="max|maxavg")] = "max",
+    learning_rate: Annotated[float, typer.Option("--learning-rate")] = Hyper.learning_rate,
+    momentum: Annotated[float, typer.Option("--momentum")] = Hyper.momentum,
+    dropout: Annotated[float, typer.Option("--dropout", min=0, max=0.9)] = Hyper.dropout,
+    device: options.Device = "auto",
+) -> None:
+    """Train one DeepBind model per data file (or per --spec row), all in one batched run.
+
+    Example: dbtools train encode/GABPA_AC.seq.gz --rows 1:500 -o gabpa.bank
+    """
+    if pooling not in ("max", "maxavg"):
+        raise UsageError(f"--pooling {pooling}: expected max or maxavg")
+    base = Hyper(detector_len=detector_len, num_hidden=hidden, avg_pooling=pooling == "maxavg",
+                 learning_rate=learning_rate, momentum=momentum, dropout=dropout)
+    if spec is not None:
+        if data:
+            raise UsageError("give DATA files or --spec, not both")
+        specs = read_spec(str(spec), base)
+    elif data:
+        if validation and len(data) > 1:
+            raise UsageError("--validation needs exactly one DATA file (use --spec for several)")
+        specs = [ModelSpec(id=Path(d).name.split(".")[0], train=d, protein=Path(d).name.split(".")[0],
+                           task=None if task == "auto" else task, validation=validation, rows=rows, hyper=base)
+                 for d in data]
+    else:
+        raise UsageError("give DATA files or --spec")
+    run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
+                     val_fraction=val_fraction, seed=seed)
+    with steps_bar() as advance:
+        bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome,
+                                                             length=length), run, resolve_device(device), advance)
+    for m in bank.models:
+        p = m.info.provenance
+        stderr.print(f"{m.info.id}: step {p['chosen_step']}, " +
+                     ", ".join(f"{k} {v:.4f}" for k, v in p["metrics"].items()))
+    stderr.print(f"wrote {len(bank)} models to {output}")

@@ -1,0 +1,240 @@
+"""`dbtools train`: read a spec of models, train them as batched groups, write one bank.
+
+Regression targets are transformed as the original DeepBind did before training: clamped
+at the 99.95th percentile of the training targets, then standardised to mean 0 and standard
+deviation 1 with the training set's statistics (the same transform is applied to validation
+targets; both numbers are recorded in the bank). Without a validation file, a seeded
+fraction of the training rows (`val_fraction`) is held out to choose the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .bank import Architecture, Bank, Model, ModelInfo, save_bank
+from .datasets import Dataset, read_dataset
+from .encode import encode
+from .errors import DbtoolsError, UsageError
+from .trainer import Hyper, Task, train_group
+
+SPEC_COLUMNS = ("id", "protein", "task", "train", "validation", "rows", "hyperparameters")
+CLAMP_PERCENTILE = 99.95
+
+
+@dataclass
+class DataOptions:
+    """How training files are read (shared by every model of a run)."""
+
+    fmt: str = "auto"
+    negatives: str | None = None
+    genome: str | None = None
+    length: int = 101
+    negatives_from: str = "shuffle"
+
+
+@dataclass
+class ModelSpec:
+    """One model to train: where its data is and how to train it."""
+
+    id: str
+    train: str
+    protein: str = ""
+    task: str | None = None
+    validation: str | None = None
+    rows: str | None = None
+    hyper: Hyper = field(default_factory=Hyper)
+
+
+@dataclass
+class RunOptions:
+    steps: int = 4000
+    checkpoint_every: int = 250
+    batch_size: int = 64
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+def parse_hyper(text: str, base: Hyper, where: str) -> Hyper:
+    """'learning_rate=0.01;num_hidden=0' applied over `base`."""
+    types = {f.name: f.type for f in fields(Hyper)}
+    changes = {}
+    for item in filter(None, (s.strip() for s in text.split(";"))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise DbtoolsError(f"{where}: unknown hyperparameter {item!r} (known: {', '.join(types)})")
+        try:
+            if types[key] in ("bool", bool):
+                changes[key] = value.strip().lower() in ("1", "true", "yes")
+            elif types[key] in ("int", int):
+                changes[key] = int(value)
+            else:
+                changes[key] = float(value)
+        except ValueError:
+            raise DbtoolsError(f"{where}: hyperparameter {key} has a bad value {value!r}") from None
+    return replace(base, **changes)
+
+
+def read_spec(path: str, base: Hyper) -> list[ModelSpec]:
+    """A TSV with a header naming some of SPEC_COLUMNS (`id` and `train` required).
+
+    Relative data paths are taken relative to the spec file's folder.
+    """
+    spec_path = Path(path)
+    try:
+        lines = [ln for ln in spec_path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    except OSError as e:
+        raise DbtoolsError(f"{path}: cannot read spec ({e.strerror or e})") from None
+    if not lines:
+        raise DbtoolsError(f"{path}: empty spec")
+    reader = csv.DictReader(lines, delimiter="\t")
+    unknown = [c for c in reader.fieldnames or [] if c not in SPEC_COLUMNS]
+    if unknown or not {"id", "train"} <= set(reader.fieldnames or []):
+        raise DbtoolsError(f"{path}: line 1: spec header needs id and train, may have {', '.join(SPEC_COLUMNS)}"
+                           + (f"; unknown column {unknown[0]!r}" if unknown else ""))
+
+    def resolve(p: str | None) -> str | None:
+        if not p:
+            return None
+        q = Path(p)
+        return str(q if q.is_absolute() else spec_path.parent / q)
+
+    specs, seen = [], set()
+    for lineno, row in enumerate(reader, 2):
+        where = f"{path}: line {lineno}"
+        if None in row or any(row.get(c) is None for c in ("id", "train")):
+            raise DbtoolsError(f"{where}: wrong number of columns")
+        mid = row["id"].strip()
+        if not mid or mid in seen:
+            raise DbtoolsError(f"{where}: {'missing' if not mid else 'duplicate'} model id {mid!r}")
+        seen.add(mid)
+        train = resolve(row["train"].strip())
+        if not train or not Path(train).exists():
+            raise DbtoolsError(f"{where}: training data {row['train']!r} not found")
+        validation = resolve((row.get("validation") or "").strip())
+        if validation and not Path(validation).exists():
+            raise DbtoolsError(f"{where}: validation data {row['validation']!r} not found")
+        task = (row.get("task") or "").strip() or None
+        if task not in (None, "auto", "classification", "regression"):
+            raise DbtoolsError(f"{where}: task must be classification, regression or auto, not {task!r}")
+        specs.append(ModelSpec(
+            id=mid, train=train, protein=(row.get("protein") or "").strip() or mid,
+            task=None if task == "auto" else task, validation=validation,
+            rows=(row.get("rows") or "").strip() or None,
+            hyper=parse_hyper(row.get("hyperparameters") or "", base, where)))
+    return specs
+
+
+def _codes(ds: Dataset, source: str) -> list[np.ndarray]:
+    return [encode(s, f"{source}: sequence {i + 1}") for i, s in enumerate(ds.sequences)]
+
+
+def regression_transform(y: np.ndarray) -> dict:
+    """Clamp at the 99.95th percentile, then standardise: the numbers, recorded in the bank."""
+    clamp = float(np.percentile(y, CLAMP_PERCENTILE))
+    c = np.minimum(y, clamp)
+    sd = float(c.std())
+    return {"clamp_above": clamp, "mean": float(c.mean()), "sd": sd if sd > 0 else 1.0}
+
+
+def apply_transform(y: np.ndarray, t: dict | None) -> np.ndarray:
+    if t is None:
+        return y
+    return ((np.minimum(y, t["clamp_above"]) - t["mean"]) / t["sd"]).astype(np.float32)
+
+
+@dataclass
+class _Prepared:
+    spec: ModelSpec
+    task: Task
+    validation: tuple[list[np.ndarray], np.ndarray] | None
+    sources: list[dict]
+    transform: dict | None
+    train_length: int | None
+
+
+def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> _Prepared:
+    """Read a model's data, hold out validation rows, transform targets."""
+    seed = run.seed * 100_003 + index
+    ds = read_dataset(spec.train, fmt=data.fmt, task=spec.task, rows=spec.rows, negatives=data.negatives,
+                      genome=data.genome, length=data.length, negatives_from=data.negatives_from, seed=seed)
+    codes = _codes(ds, spec.train)
+    y = ds.targets
+    sources = list(ds.sources)
+    if spec.validation:
+        vds = read_dataset(spec.validation, fmt="auto", task=ds.task, seed=seed + 1)
+        val = (_codes(vds, spec.validation), vds.targets)
+        sources += [dict(s, role="validation") for s in vds.sources]
+    elif run.val_fraction > 0:
+        perm = np.random.default_rng([seed, 7]).permutation(len(codes))
+        n_val = max(1, int(round(len(codes) * run.val_fraction)))
+        if len(codes) - n_val < 2:
+            raise DbtoolsError(f"{spec.train}: too few rows ({len(codes)}) to hold out validation data")
+        val = ([codes[i] for i in perm[:n_val]], y[perm[:n_val]])
+        codes, y = [codes[i] for i in perm[n_val:]], y[perm[n_val:]]
+        sources.append({"validation": f"held out {n_val} rows", "fraction": run.val_fraction})
+    else:
+        val = None
+    classification = ds.task == "classification"
+    transform = None if classification else regression_transform(y)
+    if val is not None:
+        val = (val[0], apply_transform(val[1], transform))
+    lengths = {len(c) for c in codes}
+    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, spec.hyper, seed),
+                     val, sources, transform, lengths.pop() if len(lengths) == 1 else None)
+
+
+def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, device: torch.device,
+               progress: Callable[[str, int, int], None] | None = None) -> Bank:
+    """Train every spec; models sharing an architecture advance together in one batched run."""
+    if not specs:
+        raise UsageError("nothing to train")
+    prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        h = p.spec.hyper
+        groups.setdefault((h.detector_len, h.num_hidden, h.avg_pooling), []).append(i)
+    models: dict[int, Model] = {}
+    for key, members in groups.items():
+        label = f"{len(members)} models m={key[0]} hidden={key[1]}"
+        vals = [prepared[i].validation for i in members]
+        result = train_group([prepared[i].task for i in members],
+                             vals if all(v is not None for v in vals) else None,
+                             run.steps, run.checkpoint_every, device, run.batch_size,
+                             progress=(lambda step, loss, label=label: progress(label, step, run.steps))
+                             if progress else None)
+        for g, i in enumerate(members):
+            p = prepared[i]
+            at = result.checkpoints.index(result.best_step[g])
+            metrics = {"train_loss": float(result.train_loss[at, g])}
+            if len(result.val_loss):
+                metrics |= {"validation_loss": float(result.val_loss[at, g]),
+                            ("validation_auc" if p.task.classification else "validation_pearson"):
+                            float(result.val_metric[at, g])}
+            arch = Architecture(detector_len=key[0], num_detectors=16, reverse_complement=True,
+                                avg_pooling=key[2], num_hidden=key[1])
+            info = ModelInfo(
+                id=p.spec.id, protein=p.spec.protein, arch=arch,
+                experiment="classification" if p.task.classification else "regression",
+                source=f"trained with dbtools {__version__}", train_length=p.train_length,
+                provenance={"data": p.sources, "seed": p.task.seed, "hyperparameters": p.spec.hyper.to_json(),
+                            "steps": run.steps, "chosen_step": result.best_step[g],
+                            "batch_size": run.batch_size, "target_transform": p.transform,
+                            "metrics": metrics, "dbtools_version": __version__})
+            models[i] = Model(info, result.params.model_arrays(g))
+    return Bank([models[i] for i in range(len(prepared))], description=f"trained with dbtools {__version__}")
+
+
+def train_to_file(specs: list[ModelSpec], output: str, data: DataOptions, run: RunOptions,
+                  device: torch.device, progress=None) -> Bank:
+    """Train and write the bank atomically (a half-written bank never appears)."""
+    bank = train_bank(specs, data, run, device, progress)
+    save_bank(bank, output)
+    return bank

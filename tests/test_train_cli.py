@@ -1,0 +1,93 @@
+"""`dbtools train` and `dbtools evaluate` end to end on small data, and their input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dbtools.bank import load_bank
+from test_cli import assert_one_line_error, dbtools
+
+MOTIF = "GATAAGCT"
+
+
+def planted(path, n=300, seed=0, with_header=False):
+    rng = np.random.default_rng(seed)
+    lines = ["sequence\tlabel"] if with_header else []
+    for i in range(n):
+        s = list(rng.choice(list("ACGT"), 40))
+        if i % 2:
+            p = int(rng.integers(0, 32))
+            s[p:p + 8] = MOTIF
+        lines.append("".join(s) + f"\t{i % 2}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_spec_then_evaluate(tmp_path):
+    planted(tmp_path / "a.tsv", seed=1)
+    planted(tmp_path / "b.tsv", seed=2, with_header=True)
+    planted(tmp_path / "test.tsv", seed=3)
+    (tmp_path / "spec.tsv").write_text(
+        "id\tprotein\ttask\ttrain\thyperparameters\n"
+        "m1\tGATA\tclassification\ta.tsv\tlearning_rate=0.05;momentum=0.95;init_conv=0.01;init_fc=0.01\n"
+        "m2\tGATA\t\tb.tsv\tlearning_rate=0.02;num_hidden=32;init_conv=0.01;init_fc=0.01\n")
+    out = tmp_path / "out.bank"
+    proc = dbtools("train", "--spec", str(tmp_path / "spec.tsv"), "-o", str(out), "--steps", "200",
+                   "--checkpoint-every", "50", "--hidden", "0", "--detector-len", "10", "--seed", "5",
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    bank = load_bank(out)
+    assert bank.ids == ["m1", "m2"]
+    m1, m2 = (m.info for m in bank.models)
+    assert m1.arch.num_hidden == 0 and m2.arch.num_hidden == 32 and m1.arch.detector_len == 10
+    assert m1.train_length == 40 and m1.protein == "GATA"
+    prov = m1.provenance
+    assert prov["seed"] == 5 * 100_003 and prov["chosen_step"] in (50, 100, 150, 200)
+    assert prov["data"][0]["sha256"] and prov["hyperparameters"]["learning_rate"] == 0.05
+    assert {"train_loss", "validation_loss", "validation_auc"} <= set(prov["metrics"])
+    ev = dbtools("evaluate", str(tmp_path / "test.tsv"), "--bank", str(out), "--device", "cpu")
+    assert ev.returncode == 0, ev.stderr
+    rows = [ln.split("\t") for ln in ev.stdout.splitlines()]
+    assert rows[0][:6] == ["model", "protein", "data", "n", "positives", "auc"]
+    aucs = {r[0]: float(r[5]) for r in rows[1:]}
+    assert aucs["m1"] > 0.9  # the planted motif is learned
+
+
+def test_same_seed_same_bank(tmp_path):
+    data = planted(tmp_path / "a.tsv")
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"{k}.bank"
+        proc = dbtools("train", str(data), "-o", str(out), "--steps", "20", "--checkpoint-every", "10",
+                       "--detector-len", "8", "--seed", "3", "--device", "cpu")
+        assert proc.returncode == 0, proc.stderr
+        outs.append(load_bank(out).models[0].arrays)
+    for k in outs[0]:
+        np.testing.assert_array_equal(outs[0][k], outs[1][k])
+
+
+@pytest.mark.parametrize("content,fragments", [
+    ("ACGT\t0\nACGT\t2\n", ["labels must be 0 or 1"]),
+    ("ACGT\t0\nACGT\tnan\n", ["line 2", "not finite"]),
+    ("", ["empty file"]),
+    ("ACGT\t0\nACZT\t1\n", ["line 2", "'Z'"]),
+])
+def test_bad_training_data(tmp_path, content, fragments):
+    data = tmp_path / "bad.tsv"
+    data.write_text(content)
+    proc = dbtools("train", str(data), "--task", "classification", "-o", str(tmp_path / "x.bank"), "--steps", "2")
+    assert_one_line_error(proc, 1, str(data), *fragments)
+    assert not (tmp_path / "x.bank").exists()
+
+
+def test_spec_naming_a_missing_file(tmp_path):
+    (tmp_path / "spec.tsv").write_text("id\ttrain\nm1\tnope.tsv\n")
+    proc = dbtools("train", "--spec", str(tmp_path / "spec.tsv"), "-o", str(tmp_path / "x.bank"))
+    assert_one_line_error(proc, 1, "spec.tsv: line 2", "nope.tsv", "not found")
+
+
+def test_unknown_format(tmp_path):
+    data = planted(tmp_path / "a.tsv")
+    proc = dbtools("train", str(data), "--format", "xml", "-o", str(tmp_path / "x.bank"))
+    assert_one_line_error(proc, 2, "--format xml")

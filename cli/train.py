@@ -34,7 +34,7 @@ def train(
                                                                          "positives only: dinucleotide shuffles).")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
     length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 4000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 1500,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1,
                                                   help="Validate (and maybe keep) every N steps.")] = 250,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,

@@ -54,7 +54,7 @@ class ModelSpec:
 
 @dataclass
 class RunOptions:
-    steps: int = 4000
+    steps: int = 1500
     checkpoint_every: int = 250
     batch_size: int = 64
     val_fraction: float = 0.1

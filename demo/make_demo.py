@@ -53,6 +53,16 @@ def main() -> None:
                 f[0], f[1] = CONTIG, str(int(f[1]) - START)
                 dst.write("\t".join(f))
 
+    fold_a = next((SHARED / "encode").glob("GABPA_*_AC.seq.gz"))
+    with gzip.open(fold_a, "rt") as fh, open(OUT / "gabpa_A.seq", "w") as dst:
+        for i, line in enumerate(fh):
+            if i > 500:  # header + the paper's fold A (first 500 peaks)
+                break
+            dst.write(line)
+    with gzip.open(next((SHARED / "encode").glob("GABPA_*_B.seq.gz")), "rt") as fh, \
+            open(OUT / "gabpa_B.seq", "w") as dst:
+        dst.write(fh.read())
+
     src = next((SHARED / "encode").glob("GABPA_*_B.seq.gz"))
     with gzip.open(src, "rt") as fh, open(OUT / "gabpa_test.seq", "w") as seqs, \
             open(OUT / "gabpa_test.labels", "w") as labels:

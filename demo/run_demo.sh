@@ -18,4 +18,9 @@ paste gabpa_test.labels "$out/gabpa_scores.txt" | awk '
   { s[$1] += $2; n[$1]++ }
   END { printf "mean score of bound peaks %.3f, of shuffled negatives %.3f\n", s[1]/n[1], s[0]/n[0] }' >&2
 
+echo "== train a GABPA model on fold A (500 peaks + shuffles), evaluate it and the published one on B" >&2
+dbtools train gabpa_A.seq --seed 1 --steps 500 -o "$out/gabpa.bank"
+dbtools evaluate gabpa_B.seq --bank "$out/gabpa.bank" | cut -f1,4-7 >&2
+dbtools evaluate gabpa_B.seq -m D00409.004 | cut -f1,4-7 | tail -1 >&2
+
 echo "== outputs in $(cd "$out" && pwd)" >&2

@@ -7,8 +7,22 @@ over the forward sequence). No Python loop over models.
 
 Windowed scoring (the original scorer's ``--window-size``) pads every window with m-1 `N`
 on its own. Detector positions that lie wholly inside a window see no padding, so they are
-computed once per sequence and pooled with a sliding max/sum; only the 2(m-1) positions
-that overlap a window edge are recomputed per window.
+computed once per sequence and pooled with a sliding max/sum. The 2(m-1) positions that
+overlap a window edge ("cuts") are computed from shared partial sums:
+
+* Weights are centred per row (W~[j] = W[j] - mean_b W[j, b]); an `N` (0.25 per channel)
+  then contributes exactly 0, so a cut response is C + (the centred rows inside the window),
+  C = threshold + sum of the row means.
+* Rows are split into blocks of `_BLOCK`. One GEMM gives every block's response at every
+  position; cumulative sums over blocks give, for each filter start, the sum of all blocks
+  after (left cuts) or before (right cuts) a block boundary. A cut is such a block sum plus
+  a partial block (a GEMM with at most 4 * (_BLOCK - 1) inputs, added by `addmm`).
+* A cut whose best possible response (its upper bound from the weights) is below zero is
+  always 0 after rectification and is skipped. The bound only decreases as a cut removes
+  more rows, so with columns sorted by their last live cut, the live columns of every cut
+  are a prefix of that order (one order per side).
+* Max pooling needs no rectification per value: the pooled interior (rectified, >= 0)
+  starts the running max.
 """
 
 from __future__ import annotations
@@ -22,8 +36,25 @@ from .bank import Bank
 from .encode import N, one_hot
 
 # floats allowed in one group's activation block (bounds memory per step)
-DEFAULT_BUDGET = 1 << 23
+DEFAULT_BUDGET = 1 << 24
 _DEAD_MARGIN = 1e-3
+_BLOCK = 4  # filter rows per block in the edge decomposition
+_CPU_STEP = 1 << 19  # floats per [windows x columns] step on the CPU (cache-sized elementwise ops)
+_CPU_COLS = 1000  # detector columns per step on the CPU (the GPU takes a group's columns at once)
+_MIN_WINDOWS = 3  # fewer windows than this: edges recomputed per window (cheaper when nearly whole)
+
+
+@dataclass
+class _Side:
+    """The cuts of one window edge, in this side's column order (live columns first)."""
+
+    order: np.ndarray  # [F_live] positions in the group's live columns
+    const: torch.Tensor  # [F_live] threshold + sum of row means (response to all N)
+    blocks: list[list[torch.Tensor]]  # per chunk of `width` columns, per block: [width, 4 * rows] centred weights
+    nb: int
+    width: int
+    live: list[int]  # live[c]: columns alive at cut c (a prefix of the order); index 0 unused
+    partial: list[torch.Tensor | None]  # per cut: [live[c], 4r] partial-block weights, None on a block boundary
 
 
 @dataclass
@@ -44,10 +75,59 @@ class _Group:
     b1: torch.Tensor  # [G, H]
     w2: torch.Tensor | None  # [G, H]
     b2: torch.Tensor | None  # [G]
+    left: _Side  # cuts at a window start: the first k rows see N (k = 1..m-1)
+    right: _Side  # cuts at a window end: the last h rows see N (h = 1..m-1)
+    # pooled features of the cut path live in one [R, k * F_live + 1] block: the max (and mean)
+    # of each column in a side's order, then a zero column
+    left_to_right: torch.Tensor  # [k * F_live + 1] left-order block column of each right-order one
+    features: torch.Tensor  # [n_columns * k] right-order block column of each dense input (zero if dead)
 
     @property
     def size(self) -> int:
         return int(self.bank_index.numel())
+
+
+def _build_sides(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int):
+    """Left and right cut data for live columns w [m, 4, F] (float64), thresholds [F]."""
+    m, _, F = w.shape
+    b = _BLOCK
+    mean = w.mean(axis=1)  # [m, F]
+    wc = w - mean[:, None]
+    const = thr + mean.sum(axis=0)
+    top = wc.max(axis=1)  # [m, F], >= 0
+    # upper bounds: left cut k keeps rows k.., right cut h keeps rows ..m-1-h
+    ub_left = const + np.cumsum(top[::-1], axis=0)[::-1]  # [k]
+    ub_right = const + np.cumsum(top, axis=0)  # [l - 1] for l kept rows
+    last_left = (ub_left[1:] > -_DEAD_MARGIN).sum(axis=0)  # live cuts are k = 1..last_left
+    last_right = (ub_right[:m - 1] > -_DEAD_MARGIN).sum(axis=0)  # live cuts are h = 1..last_right
+    sides = []
+    for last, is_left in ((last_left, True), (last_right, False)):
+        order = np.argsort(-last, kind="stable")
+        wo = wc[:, :, order].astype(np.float32)
+        live = [0] + [int((last >= c).sum()) for c in range(1, m)]
+        partial: list[torch.Tensor | None] = [None]
+        for c in range(1, m):
+            if is_left:  # rows c..end of c's block
+                beta, r = divmod(c, b)
+                rows = wo[c:min((beta + 1) * b, m)]
+            else:  # kept rows l = m - c; the rows of l's last (partial) block
+                beta, r = divmod(m - c, b)
+                rows = wo[beta * b:beta * b + r]
+            if r == 0 or live[c] == 0:
+                partial.append(None)
+            else:
+                p = np.ascontiguousarray(rows.reshape(-1, F)[:, :live[c]].T)
+                partial.append(torch.as_tensor(p, device=device))
+        nb = -(-m // b) if is_left else (m - 1) // b
+        sides.append(_Side(
+            order=order,
+            const=torch.as_tensor(const[order].astype(np.float32), device=device),
+            blocks=[[torch.as_tensor(np.ascontiguousarray(
+                wo[beta * b:(beta + 1) * b, :, c:c + width].reshape(-1, min(width, F - c)).T), device=device)
+                for beta in range(nb)] for c in range(0, F, width)],
+            nb=nb, width=width, live=live, partial=partial,
+        ))
+    return sides
 
 
 def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group:
@@ -58,13 +138,23 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
     # reverse-complement strand == forward strand scanned with W[m-1-j, 3-b]
     rc_w = [fwd_w[k][::-1, ::-1, :] for k in rc_local]
     thr = [bank.models[i].arrays["thresholds"] for i in members]
-    cols = np.concatenate([w.reshape(4 * m, d) for w in fwd_w + rc_w], axis=1)
+    w3 = np.concatenate(fwd_w + rc_w, axis=2)  # [m, 4, F]
+    cols = w3.reshape(4 * m, -1)
     thresholds = np.concatenate(thr + [thr[k] for k in rc_local])
     # a detector whose best possible response stays below zero is always 0 after rectification
     best = np.concatenate([w.max(axis=1).sum(axis=0) for w in fwd_w + rc_w]) + thresholds
     live = np.flatnonzero(best > -_DEAD_MARGIN)
     if live.size == 0:
         live = np.array([0])
+    width = _CPU_COLS if device.type == "cpu" else live.size
+    left, right = _build_sides(w3[:, :, live].astype(np.float64), thresholds[live].astype(np.float64), device, width)
+    position = np.empty(live.size, dtype=np.int64)
+    position[left.order] = np.arange(live.size)
+    k, F = (2 if arch.avg_pooling else 1), live.size
+    l2r = np.concatenate([position[right.order] + t * F for t in range(k)] + [[k * F]])
+    features = np.full((cols.shape[1], k), k * F, dtype=np.int64)
+    for t in range(k):
+        features[live[right.order], t] = np.arange(F) + t * F
     nf = arch.num_features
     w1 = np.stack([bank.models[i].arrays["weights1"] for i in members])  # [G, nf, H|1]
     b1 = np.stack([bank.models[i].arrays["biases1"] for i in members])  # [G, H|1]
@@ -84,6 +174,9 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
         live=torch.as_tensor(live, dtype=torch.long, device=device),
         n_columns=cols.shape[1],
         w1=torch.as_tensor(w1, device=device), b1=torch.as_tensor(b1, device=device), w2=w2, b2=b2,
+        left=left, right=right,
+        left_to_right=torch.as_tensor(l2r, device=device),
+        features=torch.as_tensor(features.reshape(-1), device=device),
     )
 
 
@@ -93,6 +186,33 @@ def _reduce(acc: torch.Tensor | None, scores: torch.Tensor, average: bool) -> to
     if acc is None:
         return part
     return acc + part if average else torch.maximum(acc, part)
+
+
+def _sliding_max(v: torch.Tensor, n: int, out: torch.Tensor) -> None:
+    """out[:, p] = max(v[:, p:p+n]) for p < out.shape[1] (v has out.shape[1] + n - 1 on dim 1)."""
+    count, width, cur = out.shape[1], 1, v
+    while 2 * width <= n:  # cur[:, i] = max(v[:, i:i+2*width])
+        cur = torch.maximum(cur[:, :-width], cur[:, width:])
+        width *= 2
+    if width == n:
+        out.copy_(cur[:, :count])
+    else:
+        torch.maximum(cur[:, :count], cur[:, n - width:n - width + count], out=out)
+
+
+def _sliding_sum(v: torch.Tensor, n: int, out: torch.Tensor) -> None:
+    """out[:, p] = sum(v[:, p:p+n]) for p < out.shape[1] (v has out.shape[1] + n - 1 on dim 1)."""
+    count, off, width, cur, first = out.shape[1], 0, 1, v, True
+    while True:  # binary decomposition of n; cur[:, i] = sum(v[:, i:i+width])
+        if n & width:
+            part = cur[:, off:off + count]
+            out.copy_(part) if first else out.add_(part)
+            first = False
+            off += width
+        if 2 * width > n:
+            return
+        cur = cur[:, :-width] + cur[:, width:]
+        width *= 2
 
 
 class BankEngine:
@@ -111,6 +231,33 @@ class BankEngine:
     def __len__(self) -> int:
         return len(self.bank)
 
+    @staticmethod
+    def _use_cuts(g: _Group, w: int, n_windows: int) -> bool:
+        return w >= g.m and n_windows >= _MIN_WINDOWS
+
+    def _steps(self, g: _Group, B: int, w: int, n_windows: int) -> tuple[int, int]:
+        """Windows and sequences per step for group g."""
+        cols = max(1, g.weight.shape[1])
+        if not self._use_cuts(g, w, n_windows):
+            per_window_rows = (2 * (g.m - 1) if w >= g.m else w + g.m - 1) + 1
+            wc = max(1, min(n_windows, self.budget // (per_window_rows * cols)))
+            return wc, max(1, min(B, self.budget // (wc * per_window_rows * cols)))
+        width = min(cols, g.left.width)
+        step = min(_CPU_STEP, self.budget // 8) if self.device.type == "cpu" else self.budget // 8
+        rows = max(1, step // width)
+        wc = min(n_windows, rows)
+        sb = max(1, min(B, rows // wc))
+
+        def floats(wc: int, sb: int) -> int:  # block sums of one column chunk, pooled features
+            return (wc + w + g.m) * sb * (g.left.nb + 1) * width + wc * sb * cols * (2 if g.avg else 1)
+
+        while floats(wc, sb) > self.budget and (sb > 1 or wc > 1):
+            if sb > 1:
+                sb = (sb + 1) // 2
+            else:
+                wc = (wc + 1) // 2
+        return wc, sb
+
     @torch.inference_mode()
     def score(self, codes: np.ndarray | torch.Tensor, window_size: int | None = None,
               average: bool = False) -> torch.Tensor:
@@ -128,10 +275,7 @@ class BankEngine:
         for g in self.groups:
             w = min(window_size or int(1.5 * g.m), L)
             n_windows = L - w + 1
-            per_window_rows = (2 * (g.m - 1) if w >= g.m else w + g.m - 1) + 1
-            cols = max(1, g.weight.shape[1])
-            wc = max(1, min(n_windows, self.budget // (per_window_rows * cols)))
-            sb = max(1, min(B, self.budget // (wc * per_window_rows * cols)))
+            wc, sb = self._steps(g, B, w, n_windows)
             for b0 in range(0, B, sb):
                 sub = codes[b0:b0 + sb]
                 fwd = rc = None
@@ -153,8 +297,15 @@ class BankEngine:
         Returns the forward strand [B, nw, G] and the reverse strand of the group's
         reverse-complement models [B, nw, Grc].
         """
-        mx, mean = self._pooled(g, codes, w, p0, p1)
-        return self._dense(g, mx, mean)
+        B, nw = codes.shape[0], p1 - p0
+        if self._use_cuts(g, w, codes.shape[1] - w + 1):
+            pooled = self._pooled_cuts(g, codes, w, p0, p1)  # [k * F + 1, nw * B] (window, sequence)
+            feats = pooled.index_select(0, g.features).view(g.n_columns // g.num_detectors, -1, nw * B)
+            f, r = self._heads(g, feats)
+            return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
+        mx, mean = self._pooled(g, codes, w, p0, p1)  # [B, nw, F]
+        f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
+        return f.t().reshape(B, nw, -1), r.t().reshape(B, nw, -1)
 
     def _conv(self, g: _Group, window_codes: torch.Tensor) -> torch.Tensor:
         """Rectified detector responses for [..., m] code windows: [..., F_live]."""
@@ -163,7 +314,7 @@ class BankEngine:
         return z.reshape(*window_codes.shape[:-1], -1)
 
     def _pooled(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int):
-        B = codes.shape[0]
+        """Pooled features with every window's edge positions recomputed: [B, nw, F] (g.live order)."""
         m, nw = g.m, p1 - p0
         dev = codes.device
         maxes, sums = [], []
@@ -173,7 +324,8 @@ class BankEngine:
             z = self._conv(g, seg.unfold(1, m, 1))  # [B, nw + inner - 1, F]
             zu = z.unfold(1, inner, 1)  # [B, nw, F, inner]
             maxes.append(zu.amax(-1))
-            sums.append(zu.sum(-1))
+            if g.avg:
+                sums.append(zu.sum(-1))
             offsets = torch.cat([torch.arange(-(m - 1), 0, device=dev), torch.arange(w - m + 1, w, device=dev)])
         else:
             offsets = torch.arange(-(m - 1), w, device=dev)
@@ -184,27 +336,136 @@ class BankEngine:
             edge_codes = torch.where(inside, codes[:, idx], N)  # [B, nw, E, m]
             z = self._conv(g, edge_codes)  # [B, nw, E, F]
             maxes.append(z.amax(2))
-            sums.append(z.sum(2))
+            if g.avg:
+                sums.append(z.sum(2))
         mx = maxes[0] if len(maxes) == 1 else torch.maximum(maxes[0], maxes[1])
+        if not g.avg:
+            return mx, None
         total = sums[0] if len(sums) == 1 else sums[0] + sums[1]
-        mean = total / (w + m - 1) if g.avg else None
-        return mx, mean
+        return mx, total / (w + m - 1)
 
-    def _dense(self, g: _Group, mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
-        B, nw = mx.shape[:2]
+    def _pooled_cuts(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int) -> torch.Tensor:
+        """Pooled features from shared block sums (w >= m): [k * F + 1, nw * B], columns (window, sequence);
+        the max (then the mean) of every detector column in g.right's order, then zeros."""
+        B, L = codes.shape
+        m, nw, b = g.m, p1 - p0, _BLOCK
+        left, right = g.left, g.right
+        F = left.const.numel()
+        nl, nr = left.nb, right.nb
+        inner = w - m + 1
+        rows = nw * B
+        dev = codes.device
+        # one-hot blocks x[q..q+b-1] for q in [p0, p1 + w - 1): [4b, positions * B] (q-major, then sequence)
+        lo, hi = p0, p1 + w - 2 + b
+        seg = torch.full((hi - lo, B), N, dtype=codes.dtype, device=dev)
+        seg[:min(hi, L) - lo] = codes[:, lo:min(hi, L)].t()
+        xb = one_hot(seg.unfold(0, b, 1)).permute(2, 3, 0, 1).reshape(4 * b, -1)
+        x_left = xb[:, :rows]  # x[p..p+b-1]
+        x_right = xb[:, (w - b) * B:(w - b) * B + rows]  # x[e-b+1..e], e = p + w - 1
+        sr = p0 + w - m + 1  # first right filter start
+
+        k = 2 if g.avg else 1
+        pooled = torch.empty(k * F + 1, rows, device=dev)
+        pooled[-1] = 0
+        acc = pooled[:F]
+        total = pooled[F:2 * F] if g.avg else None
+        buf = torch.empty(rows * left.width, device=dev)
+
+        def fold(val: torch.Tensor, c: int, n: int, fresh: bool):
+            a = acc[c:c + n]
+            if total is not None:
+                val = val.clamp_(min=0) if fresh else torch.clamp(val, min=0, out=buf[:rows * n].view(n, rows))
+                total[c:c + n].add_(val)
+            torch.maximum(a, val, out=a)
+
+        for chunk, c0 in enumerate(range(0, F, left.width)):
+            fw = min(F, c0 + left.width) - c0
+            wb = left.blocks[chunk]
+            # suffix block sums bl[beta][:, i] = C + blocks beta.. at filter start s = p0 - beta*b + i,
+            # for s up to the last interior start p1-1+w-m (computed in place, last block first)
+            bl = [None] * nl
+            for beta in range(nl - 1, -1, -1):
+                q = (nw + inner - 1 + beta * b) * B
+                bl[beta] = torch.mm(wb[beta], xb[:wb[beta].shape[1], :q])
+                if beta == nl - 1:
+                    bl[beta].add_(left.const[c0:c0 + fw, None])
+                else:
+                    bl[beta].add_(bl[beta + 1][:, b * B:b * B + q])
+            # interior: full responses at filter starts p0 .. p1-1+w-m, slid over inner positions
+            conv = bl[0].clamp_(min=0).view(fw, nw + inner - 1, B)
+            _sliding_max(conv, inner, acc[c0:c0 + fw].view(fw, nw, B))
+            if total is not None:
+                _sliding_sum(conv, inner, total[c0:c0 + fw].view(fw, nw, B))
+            for cut in range(1, m):  # left cut: rows cut.. see the window from its start p
+                n = min(left.live[cut] - c0, fw)
+                if n <= 0:
+                    break
+                beta, r = divmod(cut, b)
+                if r == 0:  # filter start p - cut = p0 - beta*b + i  ->  i = p - p0
+                    fold(bl[beta][:n, :rows], c0, n, False)
+                else:
+                    wp = left.partial[cut][c0:c0 + n]
+                    i0 = (b - r) * B
+                    base = bl[beta + 1][:n, i0:i0 + rows] if beta + 1 < nl else left.const[c0:c0 + n, None]
+                    val = torch.addmm(base, wp, x_left[:wp.shape[1]], out=buf[:rows * n].view(n, rows))
+                    fold(val, c0, n, True)
+            del bl, conv
+
+        pooled = pooled.index_select(0, g.left_to_right)
+        acc = pooled[:F]
+        total = pooled[F:2 * F] if g.avg else None
+        for chunk, c0 in enumerate(range(0, F, right.width)):
+            fw = min(F, c0 + right.width) - c0
+            if right.live[1] <= c0:
+                break
+            wb = right.blocks[chunk]
+            # prefix block sums br[beta][:, i] = C + blocks ..beta-1 at filter start s = sr + i,
+            # for s up to p1-1+w-beta*b (in place, first block first)
+            br = [None] * (nr + 1)
+            for beta in range(1, nr + 1):
+                q0, q = (sr - p0 + (beta - 1) * b) * B, (nw + m - 1 - beta * b) * B
+                br[beta] = torch.mm(wb[beta - 1], xb[:, q0:q0 + q])
+                if beta == 1:
+                    br[beta].add_(right.const[c0:c0 + fw, None])
+                else:
+                    br[beta].add_(br[beta - 1][:, :q])
+            for cut in range(1, m):  # right cut: rows ..m-1-cut see the window up to its end e
+                n = min(right.live[cut] - c0, fw)
+                if n <= 0:
+                    break
+                beta, r = divmod(m - cut, b)
+                i0 = (cut - 1) * B  # filter start p + w - (m - cut) = sr + (p - p0) + cut - 1
+                if r == 0:
+                    fold(br[beta][:n, i0:i0 + rows], c0, n, False)
+                else:
+                    wp = right.partial[cut][c0:c0 + n]
+                    base = br[beta][:n, i0:i0 + rows] if beta else right.const[c0:c0 + n, None]
+                    val = torch.addmm(base, wp, x_right[4 * (b - r):], out=buf[:rows * n].view(n, rows))
+                    fold(val, c0, n, True)
+            del br
+        if total is not None:
+            total.div_(w + m - 1)
+        return pooled
+
+    def _dense(self, g: _Group, mx: torch.Tensor, mean: torch.Tensor | None, live: torch.Tensor):
+        """Dense layers on pooled features [R, F_live] (columns `live` of the full list): [G, R], [Grc, R]."""
+        R = mx.shape[0]
         d = g.num_detectors
-        pooled = torch.stack([mx, mean], -1) if g.avg else mx[..., None]  # [B, nw, F_live, k]
-        full = pooled.new_zeros(B, nw, g.n_columns, pooled.shape[-1])
-        full[:, :, g.live] = pooled
+        pooled = torch.stack([mx, mean], -1) if g.avg else mx[..., None]  # [R, F_live, k]
+        full = pooled.new_zeros(R, g.n_columns, pooled.shape[-1])
+        full[:, live] = pooled
         # features interleaved [max0, avg0, max1, avg1, ...] as the published weights expect
-        full = full.reshape(B, nw, -1, d * pooled.shape[-1])  # [B, nw, G + Grc, nf]
+        return self._heads(g, full.reshape(R, -1, d * pooled.shape[-1]).permute(1, 2, 0))
+
+    def _heads(self, g: _Group, feats: torch.Tensor):
+        """Forward-strand [G, R] and reverse-strand [Grc, R] scores from features [G + Grc, nf, R]."""
         G = g.size
-        return self._head(g, full[:, :, :G], slice(None)), self._head(g, full[:, :, G:], g.rc_local)
+        return self._head(g, feats[:G], slice(None)), self._head(g, feats[G:], g.rc_local)
 
     def _head(self, g: _Group, feats: torch.Tensor, which) -> torch.Tensor:
-        """Fully connected layers of the models `which` on their features [B, nw, g, nf]."""
+        """Fully connected layers of the models `which` on their features [g, nf, R]: [g, R]."""
         w1, b1 = g.w1[which], g.b1[which]
         if g.hidden:
-            h = torch.einsum("bwgi,gih->bwgh", feats, w1).add_(b1).clamp_(min=0)
-            return torch.einsum("bwgh,gh->bwg", h, g.w2[which]).add_(g.b2[which])
-        return torch.einsum("bwgi,gi->bwg", feats, w1[..., 0]).add_(b1[:, 0])
+            h = torch.bmm(w1.transpose(1, 2), feats).add_(b1[:, :, None]).clamp_(min=0)  # [g, H, R]
+            return torch.bmm(g.w2[which][:, None, :], h)[:, 0].add_(g.b2[which][:, None])
+        return torch.bmm(w1.transpose(1, 2), feats)[:, 0].add_(b1)

@@ -40,7 +40,7 @@ def main() -> None:
     bank = load_bank(default_bank_path())
     dev = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(0))
-    gpu = BankEngine(bank, dev, budget=1 << 27)
+    gpu = BankEngine(bank, dev)
 
     seqs = [ln.strip() for ln in open(args.reference / "test_sequences.seq")]
     codes = [encode(s) for s in seqs]

@@ -50,9 +50,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", default="1,8,32,96")
+    ap.add_argument("--encode", type=Path, default=ENCODE, help="folder of the ENCODE *_AC.seq.gz files")
     args = ap.parse_args()
     device = torch.device(args.device)
-    path = next(ENCODE.glob("GABPA_*_AC.seq.gz"))
+    path = next(args.encode.glob("GABPA_*_AC.seq.gz"))
     with gzip.open(path, "rt") as fh:
         next(fh)
         seqs = [ln.split("\t")[2] for ln in fh][:1000]

@@ -37,6 +37,7 @@ from .encode import N, one_hot
 
 # floats allowed in one group's activation block (bounds memory per step)
 DEFAULT_BUDGET = 1 << 24
+_CUDA_BUDGET = 1 << 27
 _DEAD_MARGIN = 1e-3
 _BLOCK = 4  # filter rows per block in the edge decomposition
 _CPU_STEP = 1 << 19  # floats per [windows x columns] step on the CPU (cache-sized elementwise ops)
@@ -218,10 +219,11 @@ def _sliding_sum(v: torch.Tensor, n: int, out: torch.Tensor) -> None:
 class BankEngine:
     """A bank compiled for batched evaluation on one device."""
 
-    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int = DEFAULT_BUDGET):
+    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int | None = None):
         self.bank = bank
         self.device = torch.device(device)
-        self.budget = budget
+        # a GPU wants large steps; on the CPU smaller blocks stay in cache
+        self.budget = budget or (DEFAULT_BUDGET if self.device.type == "cpu" else _CUDA_BUDGET)
         by_arch: dict[tuple, list[int]] = {}
         for i, model in enumerate(bank.models):
             a = model.info.arch

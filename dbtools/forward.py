@@ -322,12 +322,18 @@ class BankEngine:
         maxes, sums = [], []
         if w >= m:  # detector positions wholly inside the window: computed once, pooled by sliding
             inner = w - m + 1
-            seg = codes[:, p0:p1 - 1 + w]
-            z = self._conv(g, seg.unfold(1, m, 1))  # [B, nw + inner - 1, F]
-            zu = z.unfold(1, inner, 1)  # [B, nw, F, inner]
-            maxes.append(zu.amax(-1))
-            if g.avg:
-                sums.append(zu.sum(-1))
+            if (nw + inner - 1) * codes.shape[0] * g.weight.shape[1] <= self.budget:
+                seg = codes[:, p0:p1 - 1 + w]
+                z = self._conv(g, seg.unfold(1, m, 1))  # [B, nw + inner - 1, F]
+                zu = z.unfold(1, inner, 1)  # [B, nw, F, inner]
+                maxes.append(zu.amax(-1))
+                if g.avg:
+                    sums.append(zu.sum(-1))
+            else:  # a long window (few of them): its interior in position chunks, memory bounded
+                mx, sm = self._interior_chunked(g, codes, w, p0, p1)
+                maxes.append(mx)
+                if g.avg:
+                    sums.append(sm)
             offsets = torch.cat([torch.arange(-(m - 1), 0, device=dev), torch.arange(w - m + 1, w, device=dev)])
         else:
             offsets = torch.arange(-(m - 1), w, device=dev)
@@ -345,6 +351,22 @@ class BankEngine:
             return mx, None
         total = sums[0] if len(sums) == 1 else sums[0] + sums[1]
         return mx, total / (w + m - 1)
+
+    def _interior_chunked(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int):
+        """Max and sum over the wholly-inside positions of each window, a chunk of positions at a time."""
+        B, m = codes.shape[0], g.m
+        F = g.weight.shape[1]
+        step = max(1, self.budget // max(1, B * F))
+        mx = torch.zeros(B, p1 - p0, F, device=codes.device)
+        sm = torch.zeros_like(mx) if g.avg else None
+        for k, p in enumerate(range(p0, p1)):
+            for s0 in range(p, p + w - m + 1, step):
+                s1 = min(p + w - m + 1, s0 + step)
+                z = self._conv(g, codes[:, s0:s1 + m - 1].unfold(1, m, 1))  # [B, s1 - s0, F]
+                torch.maximum(mx[:, k], z.amax(1), out=mx[:, k])
+                if sm is not None:
+                    sm[:, k] += z.sum(1)
+        return mx, sm
 
     def _pooled_cuts(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int) -> torch.Tensor:
         """Pooled features from shared block sums (w >= m): [k * F + 1, nw * B], columns (window, sequence);

@@ -83,3 +83,13 @@ def test_class_probability_is_the_sigmoid_of_the_score(mixed):
     prob = score_codes(engine, codes, ScoreOptions(class_prob=True))
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-raw)), rtol=1e-6)
     assert ((prob > 0) & (prob < 1)).all()
+
+
+def test_long_whole_sequence_is_scored_in_bounded_chunks(mixed):
+    """A window longer than the memory budget allows is pooled in position chunks, same scores."""
+    sub, engine = mixed
+    codes = torch.from_numpy(np.random.default_rng(3).integers(0, 5, size=(2, 3000)).astype(np.int8))
+    tight = BankEngine(sub, "cpu", budget=20_000)
+    for window, average in ((3000, False), (2999, True), (None, False)):
+        torch.testing.assert_close(tight.score(codes, window, average), engine.score(codes, window, average),
+                                   atol=2e-5, rtol=0)

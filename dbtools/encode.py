@@ -42,6 +42,11 @@ def encode(seq: str | bytes, name: str = "sequence") -> np.ndarray:
     return codes
 
 
+def encode_all(seqs: list[str], source: str) -> list[np.ndarray]:
+    """Encode many sequences; an error names `source` and the sequence number (1-based)."""
+    return [encode(s, f"{source}: sequence {i + 1}") for i, s in enumerate(seqs)]
+
+
 def decode(codes: np.ndarray) -> str:
     """Inverse of `encode` up to case and ambiguity letters (which become N)."""
     return "".join("ACGTN-"[c] for c in np.asarray(codes))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .datasets import read_dataset
-from .encode import encode
+from .encode import encode_all
 from .forward import BankEngine
 from .metrics import auc, auprc, pearson, spearman
 from .score import ScoreOptions, score_codes
@@ -31,7 +31,7 @@ def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: li
     results = []
     for path in data_paths:
         ds = read_dataset(path, fmt=fmt, rows=rows, seed=seed)
-        codes = [encode(s, f"{path}: sequence {i + 1}") for i, s in enumerate(ds.sequences)]
+        codes = encode_all(ds.sequences, path)
         scores = score_codes(engine, codes, options)
         for j, model in enumerate(selected.models):
             s = scores[:, j]

@@ -19,8 +19,8 @@ import torch
 
 from . import __version__
 from .bank import Architecture, Bank, Model, ModelInfo, save_bank
-from .datasets import Dataset, read_dataset
-from .encode import encode
+from .datasets import read_dataset
+from .encode import encode_all
 from .errors import DbtoolsError, UsageError
 from .trainer import Hyper, Task, train_group
 
@@ -132,10 +132,6 @@ def read_spec(path: str, base: Hyper) -> list[ModelSpec]:
     return specs
 
 
-def _codes(ds: Dataset, source: str) -> list[np.ndarray]:
-    return [encode(s, f"{source}: sequence {i + 1}") for i, s in enumerate(ds.sequences)]
-
-
 def regression_transform(y: np.ndarray) -> dict:
     """Clamp at the 99.95th percentile, then standardise: the numbers, recorded in the bank."""
     clamp = float(np.percentile(y, CLAMP_PERCENTILE))
@@ -165,12 +161,12 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
     seed = run.seed * 100_003 + index
     ds = read_dataset(spec.train, fmt=data.fmt, task=spec.task, rows=spec.rows, negatives=data.negatives,
                       genome=data.genome, length=data.length, negatives_from=data.negatives_from, seed=seed)
-    codes = _codes(ds, spec.train)
+    codes = encode_all(ds.sequences, spec.train)
     y = ds.targets
     sources = list(ds.sources)
     if spec.validation:
         vds = read_dataset(spec.validation, fmt="auto", task=ds.task, seed=seed + 1)
-        val = (_codes(vds, spec.validation), vds.targets)
+        val = (encode_all(vds.sequences, spec.validation), vds.targets)
         sources += [dict(s, role="validation") for s in vds.sources]
     elif run.val_fraction > 0:
         perm = np.random.default_rng([seed, 7]).permutation(len(codes))

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .encode import N, PAD
+from .encode import N, PAD, one_hot
 
 DETECTORS = 16
 
@@ -125,9 +125,7 @@ class GroupParams:
         m = self.m
         windows = codes.unfold(2, m, 1)  # [G, B, P, m]
         P = windows.shape[2]
-        table = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
-                              [0.25] * 4, [0] * 4], dtype=torch.float32, device=codes.device)
-        x = table[windows.long()].reshape(G, B * P, 4 * m)
+        x = one_hot(windows).reshape(G, B * P, 4 * m)
         w = p["detectors"]
         # reverse strand == forward input scanned with W[m-1-j, 3-b]
         w_rc = w.reshape(G, m, 4, DETECTORS).flip(1, 2).reshape(G, 4 * m, DETECTORS)

@@ -30,8 +30,9 @@ def train(
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST (1-based, inclusive) of each "
                                                                "file, e.g. 1:500 for DeepBind's fold A.")] = None,
     validation: Annotated[Optional[str], typer.Option("--validation", help="Validation file (with one DATA file).")] = None,
-    negatives: Annotated[Optional[str], typer.Option("--negatives", help="FASTA of negatives (default for "
-                                                                         "positives only: dinucleotide shuffles).")] = None,
+    negatives: Annotated[Optional[str], typer.Option(
+        "--negatives", help="Negatives for positives-only data: shuffle (dinucleotide shuffles, the default), "
+                            "flank (BED input: genomic windows 1 kb beside each peak) or a FASTA file.")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
     length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
     steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 1500,

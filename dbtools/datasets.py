@@ -164,10 +164,43 @@ def _bed_windows(path: str, genome: str, length: int) -> tuple[list[tuple[str, i
     return windows, seqs
 
 
+FLANK_DISTANCE = 1000  # bp between a peak window's centre and its flanking negative's
+
+
+def _flank_negatives(genome: str, windows: list[tuple[str, int, int]], rng: np.random.Generator,
+                     distance: int = FLANK_DISTANCE) -> list[str]:
+    """One genomic window per peak, `distance` bp upstream or downstream (random side; the
+    other side when the first runs off the contig or is mostly N); peaks with neither are
+    given no negative."""
+    import pysam
+
+    fa = pysam.FastaFile(genome)
+    sizes = dict(zip(fa.references, fa.lengths))
+    out = []
+    for contig, start, end in windows:
+        sides = (-1, 1) if rng.random() < 0.5 else (1, -1)
+        for side in sides:
+            s = start + side * distance
+            if s < 0 or s + (end - start) > sizes[contig]:
+                continue
+            seq = fa.fetch(contig, s, s + end - start)
+            if seq.upper().count("N") <= len(seq) // 2:
+                out.append(seq)
+                break
+    return out
+
+
 def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows: str | None = None,
                  negatives: str | None = None, genome: str | None = None, length: int = 101,
                  negatives_from: str = "shuffle", seed: int = 0) -> Dataset:
-    """Read one training set; see the module docstring for formats and negatives."""
+    """Read one training set; see the module docstring for formats and negatives.
+
+    Negatives for positives-only classification data: a FASTA file (`negatives`), or
+    `negatives_from` "shuffle" (one dinucleotide shuffle per positive, the DeepBind default)
+    or "flank" (BED input: one genomic window FLANK_DISTANCE bp beside each peak).
+    """
+    if negatives_from not in ("shuffle", "flank"):
+        raise UsageError(f"--negatives {negatives_from}: expected shuffle, flank or a FASTA file")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -203,8 +236,12 @@ def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows:
         rng = np.random.default_rng(seed)
         if negatives_from == "shuffle":
             neg = [dinucleotide_shuffle(s.upper(), rng) for s in seqs]
+            how = "dinucleotide shuffles of the positives"
+        elif fmt == "bed":
+            neg = _flank_negatives(genome, windows, rng)
+            how = f"genomic windows {FLANK_DISTANCE} bp up- or downstream of the peaks"
         else:
-            raise UsageError(f"--negatives {negatives_from}: expected shuffle (flank needs BED input)")
+            raise UsageError("--negatives flank needs BED peaks and --genome")
         seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
-        sources.append({"negatives": "dinucleotide shuffles of the positives", "seed": seed})
+        sources.append({"negatives": how, "count": len(neg), "seed": seed})
     return Dataset(seqs, values, task, sources)

@@ -33,10 +33,9 @@ class DataOptions:
     """How training files are read (shared by every model of a run)."""
 
     fmt: str = "auto"
-    negatives: str | None = None
+    negatives: str | None = None  # "shuffle" (default), "flank" (BED input) or a FASTA of negatives
     genome: str | None = None
     length: int = 101
-    negatives_from: str = "shuffle"
 
 
 @dataclass
@@ -159,8 +158,10 @@ class _Prepared:
 def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> _Prepared:
     """Read a model's data, hold out validation rows, transform targets."""
     seed = run.seed * 100_003 + index
-    ds = read_dataset(spec.train, fmt=data.fmt, task=spec.task, rows=spec.rows, negatives=data.negatives,
-                      genome=data.genome, length=data.length, negatives_from=data.negatives_from, seed=seed)
+    kind = data.negatives if data.negatives in ("shuffle", "flank") else "shuffle"
+    fasta = None if data.negatives in (None, "shuffle", "flank") else data.negatives
+    ds = read_dataset(spec.train, fmt=data.fmt, task=spec.task, rows=spec.rows, negatives=fasta,
+                      genome=data.genome, length=data.length, negatives_from=kind, seed=seed)
     codes = encode_all(ds.sequences, spec.train)
     y = ds.targets
     sources = list(ds.sources)

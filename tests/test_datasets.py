@@ -86,3 +86,27 @@ def test_classification_labels_must_be_binary(tmp_path):
     p.write_text("ACGT\t1\nACGA\t2\n")
     with pytest.raises(DbtoolsError, match="labels must be 0 or 1"):
         read_dataset(str(p), task="classification")
+
+
+def test_flank_negatives_come_from_the_genome_beside_each_peak(tmp_path):
+    import pysam
+
+    genome = shared_path("genome", "20.fa.gz")
+    peaks = shared_path("peaks", "Gm12878.CTCF.top500.w200.bed").read_text().splitlines()
+    bed = tmp_path / "chr20.bed"
+    bed.write_text("".join(ln + "\n" for ln in peaks if ln.startswith("chr20\t")))
+    ds = read_dataset(str(bed), genome=str(genome), length=101, negatives_from="flank", seed=1)
+    n_pos = int((ds.targets == 1).sum())
+    negs = ds.sequences[n_pos:]
+    assert n_pos == 23 and 0 < len(negs) <= n_pos and all(len(s) == 101 for s in negs)
+    fa = pysam.FastaFile(str(genome))
+    for seq in negs[:5]:
+        assert seq not in ds.sequences[:n_pos]
+    for line, neg in zip(bed.read_text().splitlines(), negs):
+        mid = sum(int(v) for v in line.split("\t")[1:3]) // 2
+        start = mid - 50
+        assert neg in (fa.fetch("20", start - 1000, start - 899), fa.fetch("20", start + 1000, start + 1101))
+        break
+    with pytest.raises(UsageError, match="flank needs BED"):
+        read_dataset(str(next(shared_path("encode").glob("GABPA_*_AC.seq.gz"))), rows="1:10",
+                     negatives_from="flank")

@@ -1,0 +1,66 @@
+"""Fidelity of `dbtools train` on the DeepBind paper's ENCODE sets.
+
+Trains the 5 ENCODE ChIP-seq sets of ../shared/data/encode as ONE bank, each on its fold A
+(first 500 peaks) plus dinucleotide-shuffled negatives with default hyperparameters, then
+prints, per set, the AUC on its test set B next to the paper's figures and the published
+model's AUC as scored here.
+
+    python benchmarks/train_encode.py [--steps 1500] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dbtools.datasets import read_dataset  # noqa: E402
+from dbtools.encode import encode_all  # noqa: E402
+from dbtools.forward import BankEngine  # noqa: E402
+from dbtools.metrics import auc  # noqa: E402
+from dbtools.score import ScoreOptions, score_codes  # noqa: E402
+from dbtools.select import open_selected  # noqa: E402
+from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, train_bank  # noqa: E402
+from dbtools.trainer import Hyper  # noqa: E402
+
+ENCODE = ROOT.parent / "shared" / "data" / "encode"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=RunOptions.steps)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--encode", type=Path, default=ENCODE)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    with open(args.encode / "paper_aucs.tsv") as fh:
+        paper = list(csv.DictReader(fh, delimiter="\t"))
+    specs = [ModelSpec(id=r["dataset"], protein=r["dataset"].split("_")[0],
+                       train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows="1:500", hyper=Hyper())
+             for r in paper]
+    t = time.perf_counter()
+    bank = train_bank(specs, DataOptions(), RunOptions(steps=args.steps, seed=args.seed), device)
+    wall = time.perf_counter() - t
+    engine = BankEngine(bank, device)
+    print(f"trained {len(bank)} models as one bank in {wall:.1f} s on {device} ({args.steps} steps)")
+    print("dataset\tpaper_A\tpaper_AC\tpublished\tours\tchosen_step")
+    for j, r in enumerate(paper):
+        test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
+        codes = encode_all(test.sequences, r["dataset"])
+        ours = auc(test.targets, score_codes(engine, codes, ScoreOptions())[:, j])
+        published = BankEngine(open_selected(None, [r["published_model_id"]]), device)
+        pub = auc(test.targets, score_codes(published, codes, ScoreOptions())[:, 0])
+        print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
+              f"\t{pub:.4f}\t{ours:.4f}\t{bank.models[j].info.provenance['chosen_step']}")
+
+
+if __name__ == "__main__":
+    main()

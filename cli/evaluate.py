@@ -25,8 +25,10 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of shuffled negatives for positives-only data.")] = 0,
     device: options.Device = "auto",
 ) -> None:
-    """AUC/AUPRC (classification) or Pearson/Spearman (regression) of every selected model on
-    every DATA file, scored as `dbtools score` scores; TSV on stdout.
+    """Metrics of every selected model on every DATA file (AUC/AUPRC or Pearson/Spearman); TSV on stdout.
+
+    Sequences are scored as `dbtools score` scores them (same --window-size/--average);
+    positives-only files get dinucleotide-shuffled negatives (--seed).
 
     Example: dbtools evaluate encode/GABPA_B.seq.gz --bank gabpa.bank
     """

@@ -15,8 +15,10 @@ overlap a window edge ("cuts") are computed from shared partial sums:
   C = threshold + sum of the row means.
 * Rows are split into blocks of `_BLOCK`. One GEMM gives every block's response at every
   position; cumulative sums over blocks give, for each filter start, the sum of all blocks
-  after (left cuts) or before (right cuts) a block boundary. A cut is such a block sum plus
-  a partial block (a GEMM with at most 4 * (_BLOCK - 1) inputs, added by `addmm`).
+  after (left cuts) or before (right cuts) a block boundary. The cuts inside a block come from
+  that block sum updated in place one row at a time (`addmm_` with 4 inputs): a left cut's
+  suffix from row k is the one from row k+1 plus W~[k] x[s+k], a right cut's prefix of l+1
+  rows is the one of l rows plus W~[l] x[s+l] (same filter start s).
 * A cut whose best possible response (its upper bound from the weights) is below zero is
   always 0 after rectification and is skipped. The bound only decreases as a cut removes
   more rows, so with columns sorted by their last live cut, the live columns of every cut
@@ -420,19 +422,32 @@ class BankEngine:
             _sliding_max(conv, inner, acc[c0:c0 + fw].view(fw, nw, B))
             if total is not None:
                 _sliding_sum(conv, inner, total[c0:c0 + fw].view(fw, nw, B))
-            for cut in range(1, m):  # left cut: rows cut.. see the window from its start p
-                n = min(left.live[cut] - c0, fw)
-                if n <= 0:
+            # left cuts, one base block sum at a time: cut 4j (a block boundary) reads bl[j] as is;
+            # the cuts k of block j-1 (descending) then add row k to bl[j] in place, since the
+            # suffix sum from row k at filter start s is the one from row k+1 plus W~[k] x[s+k]
+            for j in range(1, nl + 1):
+                if left.live[min(4 * j - 3, m - 1)] <= c0:
                     break
-                beta, r = divmod(cut, b)
-                if r == 0:  # filter start p - cut = p0 - beta*b + i  ->  i = p - p0
-                    fold(bl[beta][:n, :rows], c0, n, False)
-                else:
-                    wp = left.partial[cut][c0:c0 + n]
-                    i0 = (b - r) * B
-                    base = bl[beta + 1][:n, i0:i0 + rows] if beta + 1 < nl else left.const[c0:c0 + n, None]
-                    val = torch.addmm(base, wp, x_left[:wp.shape[1]], out=buf[:rows * n].view(n, rows))
-                    fold(val, c0, n, True)
+                if 4 * j < m:
+                    n = min(left.live[4 * j] - c0, fw)
+                    if n > 0:  # filter start p - 4j  ->  i = p - p0
+                        fold(bl[j][:n, :rows], c0, n, False)
+                top = min(4 * j, m)  # block j-1 holds rows 4j-4 .. top-1
+                nmax = min(left.live[4 * j - 3] - c0, fw)
+                if j < nl:  # t[:, i] at filter start p0 - 4j + i
+                    t, off = bl[j], 0
+                else:  # the suffix from row m: the constant alone
+                    off = 4 * j - (top - 1)
+                    t = left.const[c0:c0 + nmax, None].repeat(1, (nw + 3 - off) * B)  # a copy: updated in place
+                wrows = wb[j - 1]
+                for k in range(top - 1, 4 * j - 4, -1):
+                    r = k - 4 * j + 4
+                    i0 = 4 * j - k - off  # cut k reads filter start p - k
+                    t[:nmax, i0 * B:(nw + 3 - off) * B].addmm_(
+                        wrows[:nmax, 4 * r:4 * r + 4], xb[:4, :(nw + 3 - off - i0) * B])
+                    n = min(left.live[k] - c0, fw)
+                    if n > 0:
+                        fold(t[:n, i0 * B:i0 * B + rows], c0, n, False)
             del bl, conv
 
         pooled = pooled.index_select(0, g.left_to_right)
@@ -453,19 +468,35 @@ class BankEngine:
                     br[beta].add_(right.const[c0:c0 + fw, None])
                 else:
                     br[beta].add_(br[beta - 1][:, :q])
-            for cut in range(1, m):  # right cut: rows ..m-1-cut see the window up to its end e
-                n = min(right.live[cut] - c0, fw)
-                if n <= 0:
-                    break
-                beta, r = divmod(m - cut, b)
-                i0 = (cut - 1) * B  # filter start p + w - (m - cut) = sr + (p - p0) + cut - 1
-                if r == 0:
-                    fold(br[beta][:n, i0:i0 + rows], c0, n, False)
+            # right cuts, one base block sum at a time: cut l = 4j kept rows reads br[j] as is; the
+            # cuts of block j (ascending kept rows l) then add row l-1 to br[j] in place
+            for j in range(nr + 1):
+                if 4 * j >= 1:
+                    n = min(right.live[m - 4 * j] - c0, fw)
+                    if n > 0:  # filter start sr + i, i = (p - p0) + h - 1
+                        fold(br[j][:n, (m - 4 * j - 1) * B:(m - 4 * j - 1) * B + rows], c0, n, False)
+                lmax = min(4 * j + 3, m - 1)
+                if lmax <= 4 * j:
+                    continue
+                nmax = min(right.live[m - lmax] - c0, fw)
+                if nmax <= 0:
+                    continue
+                if j:  # t[:, i] at filter start sr + i
+                    t, off = br[j], 0
                 else:
-                    wp = right.partial[cut][c0:c0 + n]
-                    base = br[beta][:n, i0:i0 + rows] if beta else right.const[c0:c0 + n, None]
-                    val = torch.addmm(base, wp, x_right[4 * (b - r):], out=buf[:rows * n].view(n, rows))
-                    fold(val, c0, n, True)
+                    off = m - lmax - 1
+                    t = right.const[c0:c0 + nmax, None].repeat(1, (nw + lmax - 1) * B)
+                wrows = right.partial[m - lmax][c0:c0 + nmax]  # rows 4j .. lmax-1
+                for l in range(4 * j + 1, lmax + 1):
+                    r = l - 1 - 4 * j  # row l-1 of block j
+                    a0 = m - lmax - 1 - off  # first filter start still needed
+                    e = m - l - 1 + nw - off
+                    x0 = w - lmax + l - 1  # x at filter start + l - 1
+                    t[:nmax, a0 * B:e * B].addmm_(wrows[:, 4 * r:4 * r + 4], xb[:4, x0 * B:(x0 + e - a0) * B])
+                    n = min(right.live[m - l] - c0, fw)
+                    if n > 0:
+                        i0 = m - l - 1 - off
+                        fold(t[:n, i0 * B:i0 * B + rows], c0, n, False)
             del br
         if total is not None:
             total.div_(w + m - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TextIO
 
 import numpy as np
@@ -22,17 +23,27 @@ def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: li
              device: torch.device | str = "cpu") -> list[dict]:
     """Score every data file with every selected model and write one TSV row per pair.
 
-    Classification data gets AUC and AUPRC (positives-only files get dinucleotide-shuffled
+    Models that record a training sequence length are scored on windows of that length
+    unless `options.window_size` is set. Classification data gets AUC and AUPRC (positives-only files get dinucleotide-shuffled
     negatives with `seed`); regression data gets Pearson and Spearman correlations.
     """
     selected = open_selected(bank, models)
-    engine = BankEngine(selected, device)
+    # without --window-size, a model that records its training length scores windows of that
+    # length (a trained model sees what it was trained on); the others use score's default
+    by_window: dict[int | None, list[int]] = {}
+    for j, m in enumerate(selected.models):
+        w = options.window_size if options.window_size is not None else m.info.train_length
+        by_window.setdefault(w, []).append(j)
+    engines = [(cols, BankEngine(selected.subset(cols), device), replace(options, window_size=w))
+               for w, cols in by_window.items()]
     out.write("\t".join(COLUMNS) + "\n")
     results = []
     for path in data_paths:
         ds = read_dataset(path, fmt=fmt, rows=rows, seed=seed)
         codes = encode_all(ds.sequences, path)
-        scores = score_codes(engine, codes, options)
+        scores = np.empty((len(codes), len(selected)), dtype=np.float32)
+        for cols, engine, opts in engines:
+            scores[:, cols] = score_codes(engine, codes, opts)
         for j, model in enumerate(selected.models):
             s = scores[:, j]
             row = {"model": model.info.id, "protein": model.info.protein, "data": path, "n": len(ds),

@@ -184,7 +184,8 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
     if val is not None:
         val = (val[0], apply_transform(val[1], transform))
     lengths = {len(c) for c in codes}
-    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, spec.hyper, seed),
+    hyper = spec.hyper.for_task(classification)
+    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, hyper, seed),
                      val, sources, transform, lengths.pop() if len(lengths) == 1 else None)
 
 
@@ -221,7 +222,7 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
                 id=p.spec.id, protein=p.spec.protein, arch=arch,
                 experiment="classification" if p.task.classification else "regression",
                 source=f"trained with dbtools {__version__}", train_length=p.train_length,
-                provenance={"data": p.sources, "seed": p.task.seed, "hyperparameters": p.spec.hyper.to_json(),
+                provenance={"data": p.sources, "seed": p.task.seed, "hyperparameters": p.task.hyper.to_json(),
                             "steps": run.steps, "chosen_step": result.best_step[g],
                             "batch_size": run.batch_size, "target_transform": p.transform,
                             "metrics": metrics, "dbtools_version": __version__})

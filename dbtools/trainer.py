@@ -14,7 +14,7 @@ dropout on the pooled features; weights N(0, 1) x init scale, biases 0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ DETECTORS = 16
 class Hyper:
     """Hyperparameters of one model (the names of the DeepBind calibration)."""
 
-    # defaults: the best of three settings on the 5 ENCODE sets (fold A, AUC on B); see README
-    learning_rate: float = 0.05
+    # defaults: the best of three settings on the 5 ENCODE sets (fold A, AUC on B); see README.
+    # None: 0.05 for classification, 0.005 for regression (0.05 kills PBM regression models)
+    learning_rate: float | None = None
     momentum: float = 0.95
     init_conv: float = 1e-3
     init_fc: float = 1e-2
@@ -42,6 +43,12 @@ class Hyper:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def for_task(self, classification: bool) -> "Hyper":
+        """These hyperparameters with the task's default learning rate filled in."""
+        if self.learning_rate is not None:
+            return self
+        return replace(self, learning_rate=0.05 if classification else 0.005)
 
 
 @dataclass
@@ -97,7 +104,7 @@ class GroupParams:
         def col(vals):
             return torch.tensor(vals, dtype=torch.float32, device=device)
 
-        self.lr = col([t.hyper.learning_rate for t in tasks])
+        self.lr = col([t.hyper.for_task(t.classification).learning_rate for t in tasks])
         self.mom = col([t.hyper.momentum for t in tasks])
         self.l1 = {"detectors": col([t.hyper.l1_conv for t in tasks]),
                    "weights1": col([t.hyper.l1_fc for t in tasks]),

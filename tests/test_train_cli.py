@@ -91,3 +91,26 @@ def test_unknown_format(tmp_path):
     data = planted(tmp_path / "a.tsv")
     proc = dbtools("train", str(data), "--format", "xml", "-o", str(tmp_path / "x.bank"))
     assert_one_line_error(proc, 2, "--format xml")
+
+
+def test_regression_on_real_pbm_probes(tmp_path):
+    """WT1 universal PBM: train on 4/5 of the probes, Pearson and Spearman on the held-out fifth."""
+    from conftest import shared_path
+
+    rows = shared_path("pbm", "WT1_REF_R1_combinatorial.txt").read_text().splitlines()
+    train = tmp_path / "train.tsv"
+    test = tmp_path / "test.tsv"
+    pairs = [ln.split("\t") for ln in rows]
+    train.write_text("".join(f"{s}\t{v}\n" for k, (v, s) in enumerate(pairs) if k % 5))
+    test.write_text("".join(f"{s}\t{v}\n" for k, (v, s) in enumerate(pairs) if k % 5 == 0))
+    out = tmp_path / "pbm.bank"
+    proc = dbtools("train", str(train), "--pooling", "maxavg", "--detector-len", "16", "--steps", "1500",
+                   "--checkpoint-every", "250", "-o", str(out), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    info = load_bank(out).models[0].info
+    assert info.experiment == "regression" and info.train_length == 60
+    assert info.provenance["hyperparameters"]["learning_rate"] == 0.005
+    assert info.provenance["target_transform"]["sd"] > 0
+    ev = dbtools("evaluate", str(test), "--bank", str(out), "--device", "cpu")
+    row = ev.stdout.splitlines()[1].split("\t")
+    assert float(row[7]) > 0.7 and float(row[8]) > 0.7  # Pearson, Spearman on held-out probes

@@ -36,11 +36,6 @@ class Architecture:
     def num_features(self) -> int:
         return self.num_detectors * (2 if self.avg_pooling else 1)
 
-    @property
-    def default_window(self) -> int:
-        """The original scorer's default window: int(1.5 * m)."""
-        return int(1.5 * self.detector_len)
-
     def describe(self) -> str:
         pool = "max+avg" if self.avg_pooling else "max"
         hidden = f"hidden{self.num_hidden}" if self.num_hidden else "nohidden"

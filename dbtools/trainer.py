@@ -191,12 +191,21 @@ class GroupParams:
     def snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.params.items()}
 
-    def restore(self, snap: dict[str, torch.Tensor], which: torch.Tensor) -> None:
-        """Copy the snapshot's parameters of models `which` (bool [G]) into the live ones."""
+    def load(self, snap: dict[str, torch.Tensor]) -> None:
+        """Set the live parameters to a snapshot."""
         with torch.no_grad():
             for k, v in self.params.items():
-                shape = (self.G,) + (1,) * (v.dim() - 1)
-                v.copy_(torch.where(which.reshape(shape), snap[k], v))
+                v.copy_(snap[k])
+
+
+def pick_models(which: torch.Tensor, new: dict[str, torch.Tensor],
+                old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per model (bool [G]), the tensors of `new` where `which`, else those of `old`."""
+    out = {}
+    for k, v in old.items():
+        shape = (v.shape[0],) + (1,) * (v.dim() - 1)
+        out[k] = torch.where(which.reshape(shape), new[k], v)
+    return out
 
 
 def losses(scores: torch.Tensor, targets: torch.Tensor, classification: torch.Tensor) -> torch.Tensor:
@@ -336,17 +345,13 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
                 score = np.where(cls.cpu().numpy(), -loss, np.nan_to_num(metric, nan=-np.inf))
                 better = score > best_score
                 if better.any():
-                    snap = params.snapshot()
-                    which = torch.from_numpy(better).to(device)
-                    for k in best:
-                        shape = (params.G,) + (1,) * (best[k].dim() - 1)
-                        best[k] = torch.where(which.reshape(shape), snap[k], best[k])
+                    best = pick_models(torch.from_numpy(better).to(device), params.snapshot(), best)
                     best_score = np.where(better, score, best_score)
                     best_step = [step if b else s for b, s in zip(better, best_step)]
             if progress:
                 progress(step, tl[-1])
     if val is not None:
-        params.restore(best, torch.ones(params.G, dtype=torch.bool, device=device))
+        params.load(best)
     empty = np.zeros((0, params.G))
     return GroupResult(params, best_step, checkpoints, np.array(vl) if vl else empty,
                        np.array(vm) if vm else empty, np.array(tl))

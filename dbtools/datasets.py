@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .contigs import reconcile
 from .encode import encode
 from .errors import DbtoolsError, UsageError
+from .genome import Genome
 from .sequences import open_text, read_sequences
 from .shuffle import dinucleotide_shuffle
 
@@ -137,13 +137,8 @@ def _read_fasta(path: str) -> list[str]:
 
 def _bed_windows(path: str, genome: str, length: int) -> tuple[list[tuple[str, int, int]], list[str]]:
     """Windows of `length` bp centred on each BED interval, and their sequences."""
-    import pysam
-
-    try:
-        fa = pysam.FastaFile(genome)
-    except (OSError, ValueError) as e:
-        raise DbtoolsError(f"{genome}: cannot open genome FASTA ({e})") from None
-    sizes = dict(zip(fa.references, fa.lengths))
+    fa = Genome(genome)
+    sizes = fa.sizes
     windows, seqs = [], []
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -152,9 +147,7 @@ def _bed_windows(path: str, genome: str, length: int) -> tuple[list[tuple[str, i
             cols = line.rstrip("\r\n").split("\t")
             if len(cols) < 3 or not cols[1].isdigit() or not cols[2].isdigit():
                 raise DbtoolsError(f"{path}: line {lineno}: expected 'chrom<TAB>start<TAB>end'")
-            contig = reconcile(cols[0], sizes)
-            if contig is None:
-                raise DbtoolsError(f"{path}: line {lineno}: contig {cols[0]!r} is not in {genome}")
+            contig = fa.require(cols[0], f"{path}: line {lineno}")
             mid = (int(cols[1]) + int(cols[2])) // 2
             start = mid - length // 2
             if start < 0 or start + length > sizes[contig]:
@@ -172,10 +165,8 @@ def _flank_negatives(genome: str, windows: list[tuple[str, int, int]], rng: np.r
     """One genomic window per peak, `distance` bp upstream or downstream (random side; the
     other side when the first runs off the contig or is mostly N); peaks with neither are
     given no negative."""
-    import pysam
-
-    fa = pysam.FastaFile(genome)
-    sizes = dict(zip(fa.references, fa.lengths))
+    fa = Genome(genome)
+    sizes = fa.sizes
     out = []
     for contig, start, end in windows:
         sides = (-1, 1) if rng.random() < 0.5 else (1, -1)

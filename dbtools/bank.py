@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_path
 from .errors import DbtoolsError
 
 FORMAT = "dbtools-bank"
 SCHEMA_VERSION = 1
+# the genomic window of a model whose training length is unknown (the ChIP-seq peak width)
+DEFAULT_WINDOW = 101
 ARRAYS = ("detectors", "thresholds", "weights1", "biases1", "weights2", "biases2")
 
 
@@ -70,6 +73,11 @@ class ModelInfo:
     comment: str = ""
     train_length: int | None = None
     provenance: dict = field(default_factory=dict)
+
+    def genomic_window(self) -> int:
+        """The genomic window (bp) a scan or variant score describes by default: the
+        training sequence length when recorded, else DEFAULT_WINDOW."""
+        return self.train_length or DEFAULT_WINDOW
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -143,17 +151,8 @@ def save_bank(bank: Bank, path: str | os.PathLike) -> None:
         "description": bank.description,
         "models": [m.info.to_json() for m in bank.models],
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "dbtools_bank": json.dumps(doc)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_bank(path: str | os.PathLike) -> Bank:

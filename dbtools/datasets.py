@@ -17,6 +17,7 @@ import numpy as np
 from .encode import encode
 from .errors import DbtoolsError, UsageError
 from .genome import Genome
+from .regions import read_regions
 from .sequences import open_text, read_sequences
 from .shuffle import dinucleotide_shuffle
 
@@ -140,20 +141,14 @@ def _bed_windows(path: str, genome: str, length: int) -> tuple[list[tuple[str, i
     fa = Genome(genome)
     sizes = fa.sizes
     windows, seqs = [], []
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\r\n").split("\t")
-            if len(cols) < 3 or not cols[1].isdigit() or not cols[2].isdigit():
-                raise DbtoolsError(f"{path}: line {lineno}: expected 'chrom<TAB>start<TAB>end'")
-            contig = fa.require(cols[0], f"{path}: line {lineno}")
-            mid = (int(cols[1]) + int(cols[2])) // 2
-            start = mid - length // 2
-            if start < 0 or start + length > sizes[contig]:
-                raise DbtoolsError(f"{path}: line {lineno}: {length}-bp window at {cols[0]}:{mid} runs off the contig")
-            windows.append((contig, start, start + length))
-            seqs.append(fa.fetch(contig, start, start + length))
+    for r in read_regions(path):
+        contig = fa.require(r.contig, f"{path}: line {r.line}")
+        mid = (r.start + r.end) // 2
+        start = mid - length // 2
+        if start < 0 or start + length > sizes[contig]:
+            raise DbtoolsError(f"{path}: line {r.line}: {length}-bp window at {r.contig}:{mid} runs off the contig")
+        windows.append((contig, start, start + length))
+        seqs.append(fa.fetch(contig, start, start + length))
     return windows, seqs
 
 

@@ -22,17 +22,18 @@ def counter(description: str, unit: str) -> Iterator[Callable[[int], None]]:
 
 
 @contextmanager
-def steps_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar over training steps; yields `update(label, step, total)`."""
+def steps_bar() -> Iterator[Callable[[str, int, int, float | None], None]]:
+    """A progress bar per batched training run; yields `update(label, step, total, loss)`."""
     from rich.progress import BarColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TimeRemainingColumn(), console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         tasks: dict[str, int] = {}
 
-        def update(label: str, step: int, total: int) -> None:
+        def update(label: str, step: int, total: int, loss: float | None = None) -> None:
             if label not in tasks:
-                tasks[label] = progress.add_task(f"training {label}", total=total)
-            progress.update(tasks[label], completed=step)
+                tasks[label] = progress.add_task(f"training {label}", total=total, loss="")
+            progress.update(tasks[label], completed=step, loss="" if loss is None else f"loss {loss:.4f}")
 
         yield update

@@ -9,6 +9,7 @@ import typer
 
 from dbtools.device import resolve_device
 from dbtools.errors import UsageError
+from dbtools.interrupt import StopRequest
 from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, read_spec, train_to_file
 from dbtools.trainer import Hyper
 
@@ -51,8 +52,14 @@ def train(
     momentum: Annotated[float, typer.Option("--momentum")] = Hyper.momentum,
     dropout: Annotated[float, typer.Option("--dropout", min=0, max=0.9)] = Hyper.dropout,
     device: options.Device = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run from OUTPUT.ckpt/ (same command and data); the result "
+                         "equals an uninterrupted run's.")] = False,
 ) -> None:
     """Train one DeepBind model per data file (or per --spec row), all in one batched run.
+
+    Ctrl-C or SIGTERM stops at the next step and saves the state in OUTPUT.ckpt/ (the bank is
+    only written when training is complete); rerun the same command with --resume to continue.
 
     Example: dbtools train encode/GABPA_AC.seq.gz --rows 1:500 -o gabpa.bank
     """
@@ -74,9 +81,10 @@ def train(
         raise UsageError("give DATA files or --spec")
     run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
                      val_fraction=val_fraction, seed=seed)
-    with steps_bar() as advance:
+    with steps_bar() as advance, StopRequest().installed() as stop:
         bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome,
-                                                             length=length), run, resolve_device(device), advance)
+                                                             length=length), run, resolve_device(device), advance,
+                             resume=resume, stop=stop)
     for m in bank.models:
         p = m.info.provenance
         stderr.print(f"{m.info.id}: step {p['chosen_step']}, " +

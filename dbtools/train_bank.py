@@ -10,19 +10,23 @@ fraction of the training rows (`val_fraction`) is held out to choose the best ch
 from __future__ import annotations
 
 import csv
+import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
+from .atomic import check_writable
 from .bank import Architecture, Bank, Model, ModelInfo, save_bank
+from .checkpoints import Checkpoints, fingerprint
 from .datasets import read_dataset
 from .encode import encode_all
 from .errors import DbtoolsError, UsageError
-from .trainer import Hyper, Task, train_group
+from .interrupt import Interrupted
+from .trainer import Hyper, Stopped, Task, train_group
 
 SPEC_COLUMNS = ("id", "protein", "task", "train", "validation", "rows", "hyperparameters")
 CLAMP_PERCENTILE = 99.95
@@ -189,25 +193,58 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
                      val, sources, transform, lengths.pop() if len(lengths) == 1 else None)
 
 
+def run_fingerprint(prepared: list[_Prepared], data: DataOptions, run: RunOptions) -> str:
+    """What determines a training run's result: specs, data checksums, options."""
+    return fingerprint({"specs": [asdict(p.spec) for p in prepared], "sources": [p.sources for p in prepared],
+                        "data": asdict(data), "run": asdict(run), "version": __version__})
+
+
+def checkpoint_folder(output: str | Path) -> Path:
+    """Where a run writing `output` keeps its resumable state."""
+    return Path(f"{output}.ckpt")
+
+
 def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, device: torch.device,
-               progress: Callable[[str, int, int], None] | None = None) -> Bank:
-    """Train every spec; models sharing an architecture advance together in one batched run."""
+               progress: Callable[[str, int, int, float | None], None] | None = None,
+               state_folder: str | Path | None = None, resume: bool = False,
+               stop: Callable[[], bool] | None = None) -> Bank:
+    """Train every spec; models sharing an architecture advance together in one batched run.
+
+    With `state_folder`, every checkpoint saves the run's state there; `stop()` turning true
+    saves the state after the current step and raises `Interrupted`; `resume` continues from
+    the saved state to the result an uninterrupted run gives.
+    """
     if not specs:
         raise UsageError("nothing to train")
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
+    states = None
+    if state_folder is not None:
+        states = Checkpoints(state_folder, run_fingerprint(prepared, data, run))
+        if resume:
+            states.check()
+        else:
+            states.clear()
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
         h = p.spec.hyper
         groups.setdefault((h.detector_len, h.num_hidden, h.avg_pooling), []).append(i)
     models: dict[int, Model] = {}
-    for key, members in groups.items():
+    for number, (key, members) in enumerate(groups.items()):
         label = f"{len(members)} models m={key[0]} hidden={key[1]}"
         vals = [prepared[i].validation for i in members]
-        result = train_group([prepared[i].task for i in members],
-                             vals if all(v is not None for v in vals) else None,
-                             run.steps, run.checkpoint_every, device, run.batch_size,
-                             progress=(lambda step, loss, label=label: progress(label, step, run.steps))
-                             if progress else None)
+        name = f"group{number}"
+        try:
+            result = train_group(
+                [prepared[i].task for i in members], vals if all(v is not None for v in vals) else None,
+                run.steps, run.checkpoint_every, device, run.batch_size,
+                progress=(lambda step, loss, label=label: progress(label, step, run.steps, loss)) if progress else None,
+                resume=states.load(name) if states is not None and resume else None,
+                save=(lambda state, name=name: states.save(name, state)) if states is not None else None,
+                stop=stop)
+        except Stopped as e:
+            where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
+            raise Interrupted(f"interrupted after step {e.step} of {run.steps} ({label}){where}",
+                              getattr(stop, "signum", None) or signal.SIGINT) from None
         for g, i in enumerate(members):
             p = prepared[i]
             at = result.checkpoints.index(result.best_step[g])
@@ -231,8 +268,16 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
 
 
 def train_to_file(specs: list[ModelSpec], output: str, data: DataOptions, run: RunOptions,
-                  device: torch.device, progress=None) -> Bank:
-    """Train and write the bank atomically (a half-written bank never appears)."""
-    bank = train_bank(specs, data, run, device, progress)
+                  device: torch.device, progress=None, resume: bool = False,
+                  stop: Callable[[], bool] | None = None) -> Bank:
+    """Train and write the bank atomically (a half-written bank never appears).
+
+    The resumable state lives in `OUTPUT.ckpt/` while the run lasts and is removed once the
+    bank is written.
+    """
+    check_writable(output)
+    folder = checkpoint_folder(output)
+    bank = train_bank(specs, data, run, device, progress, folder, resume, stop)
     save_bank(bank, output)
+    Checkpoints(folder, "").clear()
     return bank

@@ -294,13 +294,42 @@ def evaluate_group(params: GroupParams, data: GroupData, classification: torch.T
     return loss, out
 
 
+class Stopped(Exception):
+    """Training stopped on request at `step`, after its state was handed to `save`."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped after step {step}")
+        self.step = step
+
+
+def _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl) -> dict:
+    """Everything needed to continue a group's training exactly (tensors on the CPU)."""
+    def cpu(v: torch.Tensor) -> torch.Tensor:
+        return v.detach().to("cpu", copy=True).contiguous()
+
+    tensors = {f"param.{k}": cpu(v) for k, v in params.params.items()}
+    tensors |= {f"velocity.{k}": cpu(v) for k, v in params.velocity.items()}
+    tensors |= {f"best.{k}": cpu(v) for k, v in best.items()}
+    tensors["running"] = cpu(running)
+    return {"tensors": tensors,
+            "step": step, "since": since, "best_score": [float(x) for x in best_score],
+            "best_step": list(best_step), "checkpoints": list(checkpoints),
+            "val_loss": [list(map(float, x)) for x in vl], "val_metric": [list(map(float, x)) for x in vm],
+            "train_loss": [list(map(float, x)) for x in tl]}
+
+
 def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.ndarray]] | None,
                 steps: int, checkpoint_every: int, device: torch.device, batch_size: int = 64,
-                progress=None) -> GroupResult:
+                progress=None, resume: dict | None = None, save=None, stop=None) -> GroupResult:
     """Train the tasks (one architecture) together; keep each model's best checkpoint.
 
     With validation sets, the best checkpoint has the lowest validation loss (classification)
     or the highest Pearson correlation (regression); without, the last one is kept.
+
+    Resumable: at every checkpoint `save(state)` receives the full training state; when
+    `stop()` turns true, the state after the last finished step is saved and `Stopped` is
+    raised. Given that state as `resume`, training continues to exactly the result of an
+    uninterrupted run (the random streams are functions of the step number).
     """
     from .metrics import auc, pearson
 
@@ -317,8 +346,29 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
     best = params.snapshot()
     checkpoints, vl, vm, tl = [], [], [], []
     running = torch.zeros(params.G, device=device)
-    since = 0
-    for step in range(1, steps + 1):
+    since, first = 0, 1
+    if resume is not None:
+        t = resume["tensors"]
+        with torch.no_grad():
+            for k in params.params:
+                params.params[k].copy_(t[f"param.{k}"])
+                params.velocity[k].copy_(t[f"velocity.{k}"])
+        best = {k: t[f"best.{k}"].to(device) for k in params.params}
+        running = t["running"].to(device)
+        since, first = resume["since"], resume["step"] + 1
+        best_score = np.array(resume["best_score"], dtype=np.float64)
+        best_step = list(resume["best_step"])
+        checkpoints = list(resume["checkpoints"])
+        vl, vm, tl = ([np.array(x) for x in resume[k]] for k in ("val_loss", "val_metric", "train_loss"))
+
+    def state(step):
+        return _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl)
+
+    for step in range(first, steps + 1):
+        if stop is not None and stop():
+            if save is not None:
+                save(state(step - 1))
+            raise Stopped(step - 1)
         rows = (uniform(seeds, 1, step, batch_size) * data.sizes[:, None]).long()
         rows = torch.minimum(rows, data.sizes[:, None] - 1)
         keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
@@ -348,8 +398,10 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
                     best = pick_models(torch.from_numpy(better).to(device), params.snapshot(), best)
                     best_score = np.where(better, score, best_score)
                     best_step = [step if b else s for b, s in zip(better, best_step)]
-            if progress:
-                progress(step, tl[-1])
+            if save is not None:
+                save(state(step))
+        if progress:
+            progress(step, float(np.mean(tl[-1])) if tl else None)
     if val is not None:
         params.load(best)
     empty = np.zeros((0, params.G))

@@ -84,3 +84,49 @@ def test_learns_a_planted_motif():
     _, scores = evaluate_group(res.params, GroupData([(seqs[400:], y[400:])], 10, CPU), torch.tensor([True]))
     assert auc(y[400:], scores[0]) > 0.95
     assert res.best_step[0] in res.checkpoints
+
+
+def plain_forward(params: GroupParams, codes, positions):
+    """The textbook formulation: rectify every position, mask, pool; autograd through all of it."""
+    p, m, D = params.params, params.m, 16
+    G, B, _ = codes.shape
+    from dbtools.encode import one_hot
+    x = one_hot(codes.unfold(2, m, 1))
+    P = x.shape[2]
+    x = x.reshape(G, B * P, 4 * m)
+    w = p["detectors"]
+    w_rc = w.reshape(G, m, 4, D).flip(1, 2).reshape(G, 4 * m, D)
+    z = torch.bmm(x, torch.cat([w, w_rc], 2)) + torch.cat([p["thresholds"]] * 2, 1)[:, None, :]
+    z = z.clamp(min=0).reshape(G, B, P, 2, D)
+    z = z * (torch.arange(P)[None, None, :] < positions[:, :, None])[..., None, None]
+    pooled = z.amax(2)
+    if params.avg:
+        pooled = torch.stack([pooled, z.sum(2) / positions[:, :, None, None]], -1).reshape(G, B, 2, 2 * D)
+    if params.hidden:
+        h = torch.einsum("gbsi,gih->gbsh", pooled, p["weights1"]) + p["biases1"][:, None, None, :]
+        out = torch.einsum("gbsh,gh->gbs", h.clamp(min=0), p["weights2"]) + p["biases2"][:, None, None]
+    else:
+        out = torch.einsum("gbsi,gi->gbs", pooled, p["weights1"]) + p["biases1"][:, None, None]
+    return out.amax(-1)
+
+
+@pytest.mark.parametrize("hidden,avg", [(0, False), (32, False), (0, True), (32, True)])
+def test_pooled_gradients_equal_the_plain_formulation(hidden, avg):
+    tasks = [make_task(s, (14, 30, 22), Hyper(detector_len=6, num_hidden=hidden, avg_pooling=avg)) for s in (7, 8)]
+    params = GroupParams(tasks, CPU)
+    with torch.no_grad():
+        for v in params.params.values():
+            v.normal_()
+    data = GroupData([(t.codes, t.targets) for t in tasks], 6, CPU)
+    rows = torch.arange(20)[None].expand(2, -1)
+    codes, pos, y = data.batch(rows)
+    grads = []
+    for fn in (params.forward, lambda c, q: plain_forward(params, c, q)):
+        out = fn(codes, pos)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append({k: v.grad.clone() for k, v in params.params.items()})
+        for v in params.params.values():
+            v.grad = None
+        grads[-1]["out"] = out.detach()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], atol=1e-4, rtol=1e-4)

@@ -26,7 +26,7 @@ from .datasets import read_dataset
 from .encode import encode_all
 from .errors import DbtoolsError, UsageError
 from .interrupt import Interrupted
-from .trainer import Hyper, Stopped, Task, train_group
+from .trainer import Hyper, Stopped, Task, group_key, train_group
 
 SPEC_COLUMNS = ("id", "protein", "task", "train", "validation", "rows", "hyperparameters")
 CLAMP_PERCENTILE = 99.95
@@ -226,11 +226,10 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
             states.clear()
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
-        h = p.spec.hyper
-        groups.setdefault((h.detector_len, h.num_hidden, h.avg_pooling), []).append(i)
+        groups.setdefault(group_key(p.spec.hyper), []).append(i)
     models: dict[int, Model] = {}
     for number, (key, members) in enumerate(groups.items()):
-        label = f"{len(members)} models m={key[0]} hidden={key[1]}"
+        label = f"{len(members)} models m={key[0]}{' max+avg' if key[1] else ''}"
         vals = [prepared[i].validation for i in members]
         name = f"group{number}"
         try:
@@ -253,8 +252,9 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
                 metrics |= {"validation_loss": float(result.val_loss[at, g]),
                             ("validation_auc" if p.task.classification else "validation_pearson"):
                             float(result.val_metric[at, g])}
-            arch = Architecture(detector_len=key[0], num_detectors=16, reverse_complement=True,
-                                avg_pooling=key[2], num_hidden=key[1])
+            h = p.spec.hyper
+            arch = Architecture(detector_len=h.detector_len, num_detectors=16, reverse_complement=True,
+                                avg_pooling=h.avg_pooling, num_hidden=h.num_hidden)
             info = ModelInfo(
                 id=p.spec.id, protein=p.spec.protein, arch=arch,
                 experiment="classification" if p.task.classification else "regression",

@@ -78,25 +78,41 @@ def pad_batch(codes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
     return out, np.array([len(c) + m - 1 for c in codes], dtype=np.int64)
 
 
+def group_key(h: Hyper) -> tuple[int, bool, int]:
+    """Models with equal keys train in one batched group: same detector length and pooling;
+    models without a hidden layer join the group of their hidden size (32 by default)."""
+    return h.detector_len, h.avg_pooling, h.num_hidden or DEFAULT_HIDDEN
+
+
+DEFAULT_HIDDEN = 32
+
+
 class GroupParams:
-    """Stacked parameters of G models sharing an architecture, with optimizer state."""
+    """Stacked parameters of G models sharing detector length and pooling, with optimizer state.
+
+    Models with and without the hidden layer share a group: each has both output paths
+    (the unused one is zero and receives no gradient and no penalty) and a flag picks its own.
+    """
 
     def __init__(self, tasks: list[Task], device: torch.device):
         h0 = tasks[0].hyper
-        self.m, self.hidden, self.avg = h0.detector_len, h0.num_hidden, h0.avg_pooling
-        for t in tasks:
-            assert (t.hyper.detector_len, t.hyper.num_hidden, t.hyper.avg_pooling) == (self.m, self.hidden, self.avg)
+        self.m, self.avg = h0.detector_len, h0.avg_pooling
+        sizes = {t.hyper.num_hidden for t in tasks} - {0}
+        if len({group_key(t.hyper) for t in tasks}) != 1 or len(sizes) > 1:
+            raise ValueError("a group's models must share detector length, pooling and hidden size")
+        self.hidden = sizes.pop() if sizes else 0
         self.device = device
         self.G = len(tasks)
+        flags = [t.hyper.num_hidden > 0 for t in tasks]
         nf = DETECTORS * (2 if self.avg else 1)
         shapes = {"detectors": (4 * self.m, DETECTORS), "thresholds": (DETECTORS,)}
-        if self.hidden:
+        if not all(flags):
+            shapes |= {"linear_w": (nf,), "linear_b": ()}
+        if any(flags):
             shapes |= {"weights1": (nf, self.hidden), "biases1": (self.hidden,),
                        "weights2": (self.hidden,), "biases2": ()}
-        else:
-            shapes |= {"weights1": (nf,), "biases1": ()}
         self.shapes = shapes
-        per_model = [self._init(t, shapes) for t in tasks]
+        per_model = [self._init(t, shapes, nf) for t in tasks]
         self.params = {k: torch.stack([torch.from_numpy(p[k]) for p in per_model]).to(device).requires_grad_()
                        for k in shapes}
         self.velocity = {k: torch.zeros_like(v) for k, v in self.params.items()}
@@ -104,24 +120,33 @@ class GroupParams:
         def col(vals):
             return torch.tensor(vals, dtype=torch.float32, device=device)
 
+        self.has_hidden = torch.tensor(flags, device=device)
         self.lr = col([t.hyper.for_task(t.classification).learning_rate for t in tasks])
         self.mom = col([t.hyper.momentum for t in tasks])
+        fc = [t.hyper.l1_fc for t in tasks]
         self.l1 = {"detectors": col([t.hyper.l1_conv for t in tasks]),
-                   "weights1": col([t.hyper.l1_fc for t in tasks]),
-                   "weights2": col([t.hyper.l1_fc for t in tasks])}
+                   "linear_w": col([0.0 if f else c for f, c in zip(flags, fc)]),
+                   "weights1": col([c if f else 0.0 for f, c in zip(flags, fc)]),
+                   "weights2": col([c if f else 0.0 for f, c in zip(flags, fc)])}
         self.dropout = col([t.hyper.dropout for t in tasks])
         self.rc = torch.tensor([t.reverse_complement for t in tasks], device=device)
 
     @staticmethod
-    def _init(task: Task, shapes: dict) -> dict[str, np.ndarray]:
+    def _init(task: Task, shapes: dict, nf: int) -> dict[str, np.ndarray]:
+        """A model's initial weights, drawn from its own seed in its own architecture's order
+        (so it starts the same in any group); the other output path is zero."""
         rng = np.random.default_rng([task.seed, 0])
-        out = {}
-        for k, shape in shapes.items():
-            if k in ("detectors", "weights1", "weights2"):
-                scale = task.hyper.init_conv if k == "detectors" else task.hyper.init_fc
+        h = task.hyper
+        own = {"detectors": (h.init_conv, shapes["detectors"]), "thresholds": (0.0, shapes["thresholds"])}
+        if h.num_hidden:
+            own |= {"weights1": (h.init_fc, (nf, h.num_hidden)), "biases1": (0.0, (h.num_hidden,)),
+                    "weights2": (h.init_fc, (h.num_hidden,)), "biases2": (0.0, ())}
+        else:
+            own |= {"linear_w": (h.init_fc, (nf,)), "linear_b": (0.0, ())}
+        out = {k: np.zeros(shape, dtype=np.float32) for k, shape in shapes.items()}
+        for k, (scale, shape) in own.items():
+            if scale:
                 out[k] = (rng.standard_normal(shape) * scale).astype(np.float32)
-            else:
-                out[k] = np.zeros(shape, dtype=np.float32)
         return out
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor,
@@ -182,11 +207,13 @@ class GroupParams:
         pooled = pooled.reshape(G, B, 2, -1)
         if dropout_keep is not None:
             pooled = pooled * dropout_keep[:, :, None, :]
-        if self.hidden:
+        out = None
+        if "linear_w" in p:
+            out = torch.einsum("gbsi,gi->gbs", pooled, p["linear_w"]) + p["linear_b"][:, None, None]
+        if "weights1" in p:
             h = torch.einsum("gbsi,gih->gbsh", pooled, p["weights1"]) + p["biases1"][:, None, None, :]
-            out = torch.einsum("gbsh,gh->gbs", h.clamp(min=0), p["weights2"]) + p["biases2"][:, None, None]
-        else:
-            out = torch.einsum("gbsi,gi->gbs", pooled, p["weights1"]) + p["biases1"][:, None, None]
+            deep = torch.einsum("gbsh,gh->gbs", h.clamp(min=0), p["weights2"]) + p["biases2"][:, None, None]
+            out = deep if out is None else torch.where(self.has_hidden[:, None, None], deep, out)
         fwd, rev = out[..., 0], out[..., 1]
         return torch.where(self.rc[:, None], torch.maximum(fwd, rev), fwd)
 
@@ -215,11 +242,11 @@ class GroupParams:
         p = {k: v[g].detach().cpu().numpy() for k, v in self.params.items()}
         out = {"detectors": p["detectors"].reshape(self.m, 4, DETECTORS),
                "thresholds": p["thresholds"]}
-        if self.hidden:
+        if bool(self.has_hidden[g]):
             out |= {"weights1": p["weights1"], "biases1": p["biases1"],
                     "weights2": p["weights2"][:, None], "biases2": p["biases2"].reshape(1)}
         else:
-            out |= {"weights1": p["weights1"][:, None], "biases1": p["biases1"].reshape(1),
+            out |= {"weights1": p["linear_w"][:, None], "biases1": p["linear_b"].reshape(1),
                     "weights2": np.zeros((0, 1), np.float32), "biases2": np.zeros(0, np.float32)}
         return out
 

@@ -187,7 +187,7 @@ def open_vcf(path: str) -> Iterator[tuple[VcfHeader, Iterator[VcfRecord]]]:
             bcf_path = path
             if path == "-":
                 spool = tempfile.NamedTemporaryFile(prefix="dbtools-stdin-", suffix=".bcf", delete=False)
-                shutil.copyfileobj(raw, spool)
+                shutil.copyfileobj(stream, spool)  # decompressed: htslib reads plain BCF too
                 spool.close()
                 bcf_path = spool.name
             header, records, vf = _bcf_records(bcf_path, name)
@@ -195,11 +195,13 @@ def open_vcf(path: str) -> Iterator[tuple[VcfHeader, Iterator[VcfRecord]]]:
             yield header, records
         else:
             text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+            lines = _checked_lines(text, name)
             try:
-                header, records = _text_records(_checked_lines(text, name), name)
+                header, records = _text_records(lines, name)
                 yield header, records
             finally:
-                text.detach()
+                lines.close()
+                text.detach()  # leave stdin (or the file, closed below) to its owner
     finally:
         for c in reversed(closers):
             try:
@@ -213,6 +215,7 @@ def open_vcf(path: str) -> Iterator[tuple[VcfHeader, Iterator[VcfRecord]]]:
 def _checked_lines(text: io.TextIOWrapper, name: str) -> Iterator[str]:
     """Lines of `text`, with a truncated or corrupt gzip stream reported as one clear error."""
     try:
-        yield from text
+        for line in text:  # not `yield from`: closing this generator must not close `text`
+            yield line
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DbtoolsError(f"{name}: cannot read (truncated or corrupt compressed file?): {e}") from None

@@ -11,7 +11,7 @@ Two INFO layouts carry per-allele, per-model scores:
   format in the header's Description (`bcftools +split-vep -a DBT_CSQ` reads it).
 
 Outputs: '-' (plain VCF on stdout), ``.vcf``, ``.vcf.gz``/``.vcf.bgz`` (BGZF with a tabix
-index beside it) and ``.bcf`` (a text spool converted by pysam, with any contig, INFO, FILTER
+index beside it) and ``.bcf`` (a text spool converted by cyvcf2, with any contig, INFO, FILTER
 or FORMAT the records use but the header lacks declared first, as BCF requires). Files are
 written under a temporary name and renamed when complete.
 """
@@ -267,8 +267,8 @@ def _index(vcf_gz: Path, tbi: Path, final: str) -> bool:
 
 
 def _bcf_from_spool(body: Path, writer: VcfWriter, out: Path, name: str) -> None:
-    """Header (with late declarations) + spooled records -> BCF via pysam."""
-    import pysam
+    """Header (with late declarations) + spooled records -> BCF, via cyvcf2 (htslib)."""
+    import cyvcf2
 
     meta = writer.meta
     extra = writer.undeclared.lines() if writer.undeclared else []
@@ -280,9 +280,12 @@ def _bcf_from_spool(body: Path, writer: VcfWriter, out: Path, name: str) -> None
         with open(body) as src:
             shutil.copyfileobj(src, full)
     try:
-        with pysam.VariantFile(full.name) as vin, pysam.VariantFile(str(out), "wb", header=vin.header) as vout:
-            for rec in vin:
-                vout.write(rec)
+        vin = cyvcf2.VCF(full.name)
+        vout = cyvcf2.Writer(str(out), vin, mode="wb")
+        for rec in vin:
+            vout.write_record(rec)
+        vout.close()
+        vin.close()
     except (OSError, ValueError) as e:
         raise DbtoolsError(f"{name}: cannot write BCF: {e}") from None
     finally:

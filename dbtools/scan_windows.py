@@ -1,0 +1,90 @@
+"""Window values of one genome chunk: every model, every W-bp window placed every S bp.
+
+The value of window [s, s + W) is exactly what `dbtools score` returns for those W bases
+(`score_codes` with the same `ScoreOptions`). The work is done once per base: the engine's
+stride-1 scoring windows (each padded on its own, as the original scorer does) are computed
+for the whole chunk from shared convolutions (`BankEngine.window_scores`), and each genomic
+window's value is then a sliding max (or sum / W with `--average`) over the scoring windows
+inside it, per strand, before the strands' max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .encode import N
+from .forward import BankEngine, _sliding_max, _sliding_sum
+from .score import ScoreOptions
+
+
+def window_count(length: int, window: int, step: int) -> int:
+    """Windows of `window` bp placed every `step` bp from the start of `length` bases."""
+    return 0 if length < window else (length - window) // step + 1
+
+
+def gap_windows(codes: np.ndarray, window: int, step: int) -> np.ndarray:
+    """[nwin] True where the window at k * step is all N (a gap: no value is written)."""
+    nwin = window_count(len(codes), window, step)
+    called = np.concatenate([[0], np.cumsum(codes != N, dtype=np.int64)])
+    starts = np.arange(nwin, dtype=np.int64) * step
+    return called[starts + window] == called[starts]
+
+
+@torch.inference_mode()
+def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int, scoring: ScoreOptions,
+                  batch_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Score windows codes[k*step : k*step + window] with every model of `engine`.
+
+    Returns values [nwin, M] float32 (NaN for all-N windows) and rc_won [nwin, M] (True where
+    the reverse strand gave the value). `batch_windows` caps the scoring windows per engine call.
+    """
+    M = len(engine)
+    nwin = window_count(len(codes), window, step)
+    values = np.full((nwin, M), np.nan, dtype=np.float32)
+    rc_won = np.zeros((nwin, M), dtype=bool)
+    if nwin == 0:
+        return values, rc_won
+    gaps = gap_windows(codes, window, step)
+    if gaps.all():
+        return values, rc_won
+    span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
+    x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
+    for g in engine.groups:
+        w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
+        n_score = span + window - w  # scoring windows of length w inside the kept genomic windows
+        wc, _ = engine._steps(g, 1, w, n_score)
+        if batch_windows:
+            wc = min(wc, batch_windows)
+        fwd = torch.empty(g.size, n_score, device=engine.device)
+        rev = torch.empty(int(g.rc_local.numel()), n_score, device=engine.device)
+        for p0 in range(0, n_score, wc):
+            p1 = min(n_score, p0 + wc)
+            f, r = engine.window_scores(g, x, w, p0, p1)
+            fwd[:, p0:p1] = f[0].t()
+            rev[:, p0:p1] = r[0].t()
+        fwd = _over_window(fwd, window - w + 1, scoring.average, window)[:, ::step]
+        rev = _over_window(rev, window - w + 1, scoring.average, window)[:, ::step]
+        won = torch.zeros_like(fwd, dtype=torch.bool)
+        if rev.numel():
+            won[g.rc_local] = rev > fwd[g.rc_local]
+            fwd[g.rc_local] = torch.maximum(fwd[g.rc_local], rev)
+        cols = g.bank_index.cpu().numpy()
+        values[:, cols] = fwd.t().cpu().numpy()
+        rc_won[:, cols] = won.t().cpu().numpy()
+    values[gaps] = np.nan
+    rc_won[gaps] = False
+    return values, rc_won
+
+
+def _over_window(scores: torch.Tensor, n: int, average: bool, length: int) -> torch.Tensor:
+    """Each genomic window's value from its n scoring windows [C, span + n - 1] -> [C, span]:
+    the max, or with `average` the sum / length (a sequence with one window is not divided)."""
+    if n == 1 or scores.shape[0] == 0:
+        return scores[:, :scores.shape[1] - n + 1]
+    out = scores.new_empty(scores.shape[0], scores.shape[1] - n + 1)
+    if average:
+        _sliding_sum(scores, n, out)
+        return out.div_(length)
+    _sliding_max(scores, n, out)
+    return out

@@ -1,0 +1,270 @@
+"""`dbtools scan`: every window's value is `dbtools score` of its sequence; tracks, resume, shards, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import numpy as np
+import pyBigWig
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import shared_path
+from dbtools.encode import encode
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.forward import BankEngine
+from dbtools.genome import Genome
+from dbtools.scan import ScanOptions, assemble, scan, track_offset
+from dbtools.scan_windows import window_values
+from dbtools.score import ScoreOptions, score_codes
+from test_cli import assert_one_line_error, dbtools
+
+CHR20_SIZE = 63_025_520
+# edges of the N runs of chr20 (hs37d5): the contig starts and ends with 60 kbp of N
+N_EDGES = [60000, 26319569, 29419569, 29653908, 29803908, 34897085, 34947085, 61091437, 62965520]
+OPTIONS = [ScoreOptions(), ScoreOptions(window_size=101), ScoreOptions(average=True), ScoreOptions(window_size=24),
+           ScoreOptions(window_size=30, average=True)]
+
+
+def shapes(bank, n: int = 4) -> list[int]:
+    """Published models of different shapes: detector length, pooling, hidden layer, strands."""
+    seen, chosen, lengths = set(), [], set()
+    for i, m in enumerate(bank.models):
+        a = m.info.arch
+        key = (a.avg_pooling, a.num_hidden, a.reverse_complement)
+        if key not in seen and a.detector_len not in lengths:
+            seen.add(key)
+            lengths.add(a.detector_len)
+            chosen.append(i)
+    return chosen[:n]
+
+
+@pytest.fixture(scope="module")
+def genome():
+    with Genome(shared_path("genome", "20.fa.gz")) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def mixed(bank):
+    sub = bank.subset(shapes(bank))
+    return sub, BankEngine(sub, "cpu")
+
+
+def direct(engine, codes: np.ndarray, window: int, step: int, opts: ScoreOptions) -> np.ndarray:
+    """Each window scored on its own with `score_codes`, all-N windows NaN."""
+    n = (len(codes) - window) // step + 1
+    wins = [codes[k * step:k * step + window] for k in range(n)]
+    out = score_codes(engine, wins, opts)
+    out[[bool((w == 4).all()) for w in wins]] = np.nan
+    return out
+
+
+def test_the_models_have_different_shapes(mixed):
+    sub, _ = mixed
+    archs = [m.info.arch for m in sub.models]
+    assert len({a.detector_len for a in archs}) == 4
+    assert {a.num_hidden for a in archs} == {0, 32} and {a.avg_pooling for a in archs} == {False, True}
+    assert {a.reverse_complement for a in archs} == {False, True}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(anchor=st.one_of(st.sampled_from([0, CHR20_SIZE] + N_EDGES), st.integers(0, CHR20_SIZE)),
+       offset=st.integers(-250, 250), length=st.integers(60, 260), step=st.sampled_from([1, 2, 7, 20]),
+       window=st.sampled_from([101, 60]), opts=st.sampled_from(OPTIONS), lower=st.booleans())
+def test_window_value_is_the_score_of_the_window(genome, mixed, anchor, offset, length, step, window, opts, lower):
+    _, engine = mixed
+    start = min(max(0, anchor + offset), CHR20_SIZE - length)
+    seq = genome.fetch("20", start, start + length)
+    codes = encode(seq.lower() if lower else seq)  # soft-masked lowercase reads the same
+    values, rc_won = window_values(engine, codes, window, step, opts)
+    want = direct(engine, codes, window, step, opts)
+    assert values.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(values), np.isnan(want))
+    np.testing.assert_allclose(values, want, atol=1e-4, rtol=0, equal_nan=True)
+    assert not rc_won[np.isnan(values)].any()
+
+
+def test_the_strand_that_won_is_reported(mixed, genome):
+    sub, engine = mixed
+    codes = encode(genome.fetch("20", 1_000_000, 1_000_300))
+    values, rc_won = window_values(engine, codes, 101, 10, ScoreOptions())
+    rc = [j for j, m in enumerate(sub.models) if m.info.arch.reverse_complement]
+    fwd = [j for j, m in enumerate(sub.models) if not m.info.arch.reverse_complement]
+    assert not rc_won[:, fwd].any() and rc_won[:, rc].any()
+    from dbtools.encode import reverse_complement
+    for k in np.flatnonzero(rc_won[:, rc[0]])[:3]:
+        win = codes[k * 10:k * 10 + 101]
+        # the value is then the forward score of the window's reverse complement
+        alone = BankEngine(sub.subset([rc[0]]))
+        assert values[k, rc[0]] == pytest.approx(score_codes(alone, [reverse_complement(win)], ScoreOptions())[0, 0],
+                                                 abs=1e-4)
+
+
+def _scan(tmp_path, fasta, **kw):
+    args = dict(regions=None, chroms=None, skip_missing=False, bank=None, models=["D00328.003", "D00328.018"],
+                options=ScanOptions(step=1), out_dir=str(tmp_path / "out"), stdout=io.StringIO(), device="cpu")
+    args.update(kw)
+    return scan(str(fasta), **args)
+
+
+def test_chunked_bigwigs_agree_with_direct_scores(tmp_path, genome, bank):
+    """Two contigs, small chunks (boundaries inside), BED names reconciled; BigWig entries and stats."""
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr20\t59900\t60400\n20\t1000000\t1000900\nchr20\t1000500\t1001000\n")
+    warnings = []
+    summary = _scan(tmp_path, shared_path("genome", "20.fa.gz"), regions=str(bed), chunk_size=97, warn=warnings.append,
+                    options=ScanOptions(step=3))
+    assert summary.assembled and len(summary.outputs) == 2
+    assert any("'chr20' read as '20'" in w for w in warnings)
+    assert not (tmp_path / "out" / ".dbtools-scan").exists()
+    sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
+    engine = BankEngine(sub)
+    for a, b in ((59900, 60400), (1000000, 1001000)):  # the overlapping regions are merged
+        codes = encode(genome.fetch("20", a, b))
+        want = direct(engine, codes, 101, 3, ScoreOptions())
+        for j, model_id in enumerate(sub.ids):
+            bw = pyBigWig.open(str(tmp_path / "out" / f"{model_id}.bw"))
+            assert bw.chroms() == {"20": CHR20_SIZE} and bw.header()["nLevels"] >= 1
+            first = a + track_offset(101, 3)
+            got = bw.values("20", first, first + 3 * len(want), numpy=True)[::3]
+            np.testing.assert_allclose(got, want[:, j], atol=1e-4, equal_nan=True)
+            ok = ~np.isnan(want[:, j])
+            lo = first + 3 * int(np.flatnonzero(ok)[0])
+            mean = bw.stats("20", lo, first + 3 * len(want), type="mean", exact=True)[0]
+            assert mean == pytest.approx(float(want[ok, j].mean()), abs=1e-4)
+            bw.close()
+
+
+@pytest.fixture(scope="module")
+def small_genome(tmp_path_factory, genome):
+    """Three contigs cut from chr20 (one with an N run), plain FASTA without an index."""
+    folder = tmp_path_factory.mktemp("genome")
+    parts = {"chrA": genome.fetch("20", 59_800, 60_700), "chrB": genome.fetch("20", 2_000_000, 2_000_700),
+             "chrC": genome.fetch("20", 3_000_000, 3_000_400).lower()}
+    fa = folder / "small.fa"
+    fa.write_text("".join(f">{k}\n{v}\n" for k, v in parts.items()))
+    return fa, parts
+
+
+def test_unindexed_fasta_gets_an_index_and_stdout_bedgraph(tmp_path, small_genome, bank):
+    fa, parts = small_genome
+    out = io.StringIO()
+    _scan(tmp_path, fa, models=["D00328.003"], out_dir=None, stdout=out, chroms=["chrC"],
+          options=ScanOptions(step=1, fmt="bedgraph"))
+    assert fa.with_name("small.fa.fai").exists()
+    rows = [ln.split("\t") for ln in out.getvalue().splitlines()]
+    engine = BankEngine(bank.subset([bank.ids.index("D00328.003")]))
+    want = direct(engine, encode(parts["chrC"]), 101, 1, ScoreOptions())[:, 0]
+    assert [int(r[1]) for r in rows] == list(range(50, 50 + len(want)))
+    np.testing.assert_allclose([float(r[3]) for r in rows], want, atol=2e-6)
+
+
+def test_bed_hits_are_the_windows_at_or_above_threshold(tmp_path, small_genome, bank):
+    fa, parts = small_genome
+    out = io.StringIO()
+    _scan(tmp_path, fa, out_dir=None, stdout=out, chroms=["chrB"], options=ScanOptions(step=5, fmt="bed", threshold=0.5))
+    sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
+    codes = encode(parts["chrB"])
+    want = direct(BankEngine(sub), codes, 101, 5, ScoreOptions())
+    rows = [ln.split("\t") for ln in out.getvalue().splitlines()]
+    expect = [(k * 5, sub.ids[j]) for k, j in zip(*np.nonzero(want >= 0.5))]
+    assert [(int(r[1]), r[3]) for r in rows] == expect and expect
+    for r in rows:
+        assert r[0] == "chrB" and int(r[2]) - int(r[1]) == 101 and r[5] in "+-"
+        assert float(r[4]) == pytest.approx(want[int(r[1]) // 5, sub.ids.index(r[3])], abs=2e-6)
+
+
+def _tracks(folder, ids):
+    out = {}
+    for i in ids:
+        bw = pyBigWig.open(str(folder / f"{i}.bw"))
+        out[i] = {c: bw.intervals(c) for c in bw.chroms()}
+        bw.close()
+    return out
+
+
+def test_shards_merge_and_resume_give_the_tracks_of_one_run(tmp_path, small_genome):
+    fa, _ = small_genome
+    ids = ["D00328.003", "D00328.018"]
+    _scan(tmp_path / "one", fa, options=ScanOptions(step=2))
+    whole = _tracks(tmp_path / "one" / "out", ids)
+    assert list(whole[ids[0]]) == ["chrA", "chrB", "chrC"]  # header order of the FASTA
+    assert whole[ids[0]]["chrA"] and whole[ids[0]]["chrC"]
+    # shards: parts only, then merge-tracks
+    for i in (1, 2):
+        s = _scan(tmp_path / "sh", fa, options=ScanOptions(step=2), shard=(i, 2))
+        assert not s.assembled and not s.outputs
+    assemble(tmp_path / "sh" / "out")
+    assert _tracks(tmp_path / "sh" / "out", ids) == whole
+    # an interrupted run, then --resume skips the contigs it finished
+    seen = []
+
+    def stop_at_second(contig, done, total):
+        seen.append(contig)
+        if contig == "chrB":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _scan(tmp_path / "re", fa, options=ScanOptions(step=2), progress=stop_at_second)
+    assert not (tmp_path / "re" / "out" / f"{ids[0]}.bw").exists()
+    s = _scan(tmp_path / "re", fa, options=ScanOptions(step=2), resume=True)
+    assert s.skipped == 1 and s.contigs == 2
+    assert _tracks(tmp_path / "re" / "out", ids) == whole
+
+
+def test_merge_of_an_incomplete_scan_names_the_missing_contigs(tmp_path, small_genome):
+    fa, _ = small_genome
+    _scan(tmp_path, fa, options=ScanOptions(step=4), shard=(1, 3))
+    with pytest.raises(DbtoolsError, match="not complete: contig"):
+        assemble(tmp_path / "out")
+    with pytest.raises(DbtoolsError, match="different scan"):
+        _scan(tmp_path, fa, options=ScanOptions(step=5), shard=(2, 3))
+
+
+def test_bad_input_is_one_clear_error(tmp_path, small_genome):
+    fa, _ = small_genome
+    cases = [("chrA\t500\t100\n", "line 1: start 500 is after end 100"),
+             ("# header\nchrA\t1\tten\n", "line 2: start and end must be whole numbers"),
+             ("", "no regions"),
+             ("chrA\t1\t500\nchrQ\t1\t500\n", "contig 'chrQ' is not in")]
+    for text, message in cases:
+        bed = tmp_path / "r.bed"
+        bed.write_text(text)
+        with pytest.raises(DbtoolsError, match=message):
+            _scan(tmp_path, fa, regions=str(bed))
+    # --skip-missing: the unknown contig is skipped with a warning
+    warnings = []
+    _scan(tmp_path, fa, regions=str(bed), skip_missing=True, warn=warnings.append)
+    assert any("chrQ" in w for w in warnings)
+    with pytest.raises(DbtoolsError, match="matches no model|no model"):
+        _scan(tmp_path, fa, models=["NoSuchProtein"])
+    with pytest.raises(DbtoolsError, match="--chroms: contig 'chrZ' is not in"):
+        _scan(tmp_path, fa, chroms=["chrZ"])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DbtoolsError, match="cannot create the output folder"):
+        _scan(tmp_path, fa, out_dir=str(tmp_path / "file" / "out"))
+    gz = tmp_path / "plain.fa.gz"
+    gz.write_bytes(gzip.compress(b">c\nACGT\n"))
+    with pytest.raises(DbtoolsError, match="BGZF"):
+        _scan(tmp_path, gz)
+    with pytest.raises(UsageError, match="--threshold"):
+        _scan(tmp_path, fa, options=ScanOptions(fmt="bed"))
+    with pytest.raises(UsageError, match="S <= W"):
+        _scan(tmp_path, fa, options=ScanOptions(window=50, step=60))
+
+
+def test_cli_scan_writes_bigwigs_and_errors_in_one_line(tmp_path, small_genome):
+    fa, _ = small_genome
+    bed = tmp_path / "r.bed"
+    bed.write_text("chrB\t10\t300\n")
+    proc = dbtools("scan", str(fa), "-r", str(bed), "-m", "D00328.003", "--step", "10", "-o", str(tmp_path / "o"),
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "D00328.003.bw").exists()
+    bed.write_text("chrB\t300\t10\n")
+    proc = dbtools("scan", str(fa), "-r", "-", "-m", "D00328.003", "-o", str(tmp_path / "o"), "--device", "cpu",
+                   stdin=bed.read_text())
+    assert_one_line_error(proc, 1, "-: line 1", "start 300 is after end 10")

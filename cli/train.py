@@ -10,7 +10,8 @@ import typer
 from dbtools.device import resolve_device
 from dbtools.errors import UsageError
 from dbtools.interrupt import StopRequest
-from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, read_spec, train_to_file
+from dbtools.calibrate import train_from_calibration
+from dbtools.train_bank import DataOptions, RunOptions, specs_from_args, train_to_file
 from dbtools.trainer import Hyper
 
 from . import options
@@ -52,6 +53,9 @@ def train(
     momentum: Annotated[float, typer.Option("--momentum")] = Hyper.momentum,
     dropout: Annotated[float, typer.Option("--dropout", min=0, max=0.9)] = Hyper.dropout,
     device: options.Device = "auto",
+    calibration: Annotated[Optional[Path], typer.Option(
+        "--calibration", help="Train the final models chosen by `dbtools calibrate -o FILE` (its data, "
+                              "hyperparameters and step counts).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from OUTPUT.ckpt/ (same command and data); the result "
                          "equals an uninterrupted run's.")] = False,
@@ -67,18 +71,15 @@ def train(
         raise UsageError(f"--pooling {pooling}: expected max or maxavg")
     base = Hyper(detector_len=detector_len, num_hidden=hidden, avg_pooling=pooling == "maxavg",
                  learning_rate=learning_rate, momentum=momentum, dropout=dropout)
-    if spec is not None:
-        if data:
-            raise UsageError("give DATA files or --spec, not both")
-        specs = read_spec(str(spec), base)
-    elif data:
-        if validation and len(data) > 1:
-            raise UsageError("--validation needs exactly one DATA file (use --spec for several)")
-        specs = [ModelSpec(id=Path(d).name.split(".")[0], train=d, protein=Path(d).name.split(".")[0],
-                           task=None if task == "auto" else task, validation=validation, rows=rows, hyper=base)
-                 for d in data]
-    else:
-        raise UsageError("give DATA files or --spec")
+    if calibration is not None:
+        if data or spec is not None:
+            raise UsageError("--calibration trains the models of the calibration file: give no DATA or --spec")
+        with steps_bar() as advance, StopRequest().installed() as stop:
+            bank = train_from_calibration(str(calibration), str(output), resolve_device(device), advance,
+                                          resume=resume, stop=stop)
+        stderr.print(f"wrote {len(bank)} models to {output}")
+        return
+    specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows, validation)
     run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
                      val_fraction=val_fraction, seed=seed)
     with steps_bar() as advance, StopRequest().installed() as stop:

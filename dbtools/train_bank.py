@@ -53,6 +53,7 @@ class ModelSpec:
     validation: str | None = None
     rows: str | None = None
     hyper: Hyper = field(default_factory=Hyper)
+    fixed: tuple[str, ...] = ()  # hyperparameters the spec sets (calibration does not sample them)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class RunOptions:
 
 
 def parse_hyper(text: str, base: Hyper, where: str) -> Hyper:
-    """'learning_rate=0.01;num_hidden=0' applied over `base`."""
+    """'learning_rate=0.01;num_hidden=0' applied over `base` (see `hyper_names` for the keys)."""
     types = {f.name: f.type for f in fields(Hyper)}
     changes = {}
     for item in filter(None, (s.strip() for s in text.split(";"))):
@@ -83,6 +84,11 @@ def parse_hyper(text: str, base: Hyper, where: str) -> Hyper:
         except ValueError:
             raise DbtoolsError(f"{where}: hyperparameter {key} has a bad value {value!r}") from None
     return replace(base, **changes)
+
+
+def hyper_names(text: str) -> tuple[str, ...]:
+    """The hyperparameter names a spec cell sets."""
+    return tuple(item.partition("=")[0].strip() for item in text.split(";") if item.strip())
 
 
 def read_spec(path: str, base: Hyper) -> list[ModelSpec]:
@@ -131,8 +137,29 @@ def read_spec(path: str, base: Hyper) -> list[ModelSpec]:
             id=mid, train=train, protein=(row.get("protein") or "").strip() or mid,
             task=None if task == "auto" else task, validation=validation,
             rows=(row.get("rows") or "").strip() or None,
-            hyper=parse_hyper(row.get("hyperparameters") or "", base, where)))
+            hyper=parse_hyper(row.get("hyperparameters") or "", base, where),
+            fixed=hyper_names(row.get("hyperparameters") or "")))
     return specs
+
+
+def specs_from_args(data: list[str] | None, spec: str | None, base: Hyper, task: str = "auto",
+                    rows: str | None = None, validation: str | None = None) -> list[ModelSpec]:
+    """The models of a command line: one per DATA file (named after the file), or a spec file's rows."""
+    if spec is not None:
+        if data:
+            raise UsageError("give DATA files or --spec, not both")
+        return read_spec(spec, base)
+    if not data:
+        raise UsageError("give DATA files or --spec")
+    if validation and len(data) > 1:
+        raise UsageError("--validation needs exactly one DATA file (use --spec for several)")
+    if task not in ("auto", "classification", "regression"):
+        raise UsageError(f"--task {task}: expected auto, classification or regression")
+    names = [Path(d).name.split(".")[0] for d in data]
+    if len(set(names)) < len(names):
+        raise UsageError("DATA files must have distinct names (they name the models); use --spec to name them")
+    return [ModelSpec(id=n, train=d, protein=n, task=None if task == "auto" else task, validation=validation,
+                      rows=rows, hyper=base) for n, d in zip(names, data)]
 
 
 def regression_transform(y: np.ndarray) -> dict:

@@ -227,14 +227,20 @@ class GroupParams:
         return total
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One Nesterov momentum step per model, with that model's rate and momentum."""
+    def step(self, active: torch.Tensor | None = None) -> None:
+        """One Nesterov momentum step per model, with that model's rate and momentum
+        (models where `active` [G] is false keep their weights and velocity)."""
         for k, w in self.params.items():
             shape = (self.G,) + (1,) * (w.dim() - 1)
             lr, mom = self.lr.reshape(shape), self.mom.reshape(shape)
             v = self.velocity[k]
-            v.mul_(mom).sub_(lr * w.grad)
-            w.add_(mom * v - lr * w.grad)
+            if active is None:
+                v.mul_(mom).sub_(lr * w.grad)
+                w.add_(mom * v - lr * w.grad)
+            else:
+                a = active.reshape(shape)
+                v.copy_(torch.where(a, v * mom - lr * w.grad, v))
+                w.add_(torch.where(a, mom * v - lr * w.grad, 0.0))
             w.grad = None
 
     def model_arrays(self, g: int) -> dict[str, np.ndarray]:
@@ -382,7 +388,8 @@ def _state(step, params, best, running, since, best_score, best_step, checkpoint
 
 def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.ndarray]] | None,
                 steps: int, checkpoint_every: int, device: torch.device, batch_size: int = 64,
-                progress=None, resume: dict | None = None, save=None, stop=None) -> GroupResult:
+                progress=None, resume: dict | None = None, save=None, stop=None,
+                until: list[int] | None = None) -> GroupResult:
     """Train the tasks (one architecture) together; keep each model's best checkpoint.
 
     With validation sets, the best checkpoint has the lowest validation loss (classification)
@@ -392,6 +399,9 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
     `stop()` turns true, the state after the last finished step is saved and `Stopped` is
     raised. Given that state as `resume`, training continues to exactly the result of an
     uninterrupted run (the random streams are functions of the step number).
+
+    `until` [G] gives each model its own step budget: a model stops updating after its own
+    number of steps (used to train final models of different lengths in one group).
     """
     from .metrics import auc, pearson
 
@@ -426,6 +436,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
     def state(step):
         return _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl)
 
+    budgets = torch.tensor(until, device=device) if until is not None else None
     for step in range(first, steps + 1):
         if stop is not None and stop():
             if save is not None:
@@ -438,7 +449,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
         scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf))
         per_model = losses(scores, y, cls)
         (per_model.sum() + params.penalty()).backward()
-        params.step()
+        params.step(None if budgets is None else budgets >= step)
         running += per_model.detach()
         since += 1
         if step % checkpoint_every == 0 or step == steps:

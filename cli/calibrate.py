@@ -1,0 +1,92 @@
+"""`dbtools calibrate`: DeepBind's automatic calibration of many proteins in batched runs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from dbtools.calibrate import Protocol, calibrate_to_files
+from dbtools.device import resolve_device
+from dbtools.interrupt import StopRequest
+from dbtools.train_bank import DataOptions, specs_from_args
+from dbtools.trainer import Hyper
+
+from . import options
+from .progress import stderr, steps_bar
+
+
+def calibrate(
+    data: Annotated[Optional[list[str]], typer.Argument(
+        metavar="DATA...", help="Training files, one protein each (DeepBind table, seq<TAB>target TSV, FASTA, "
+                                "BED with --genome). Or use --spec.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Calibration report to write (JSON).")] = Path(
+        "calibration.json"),
+    bank_out: Annotated[Optional[Path], typer.Option(
+        "--bank-out", help="Also train the final models and write them as a bank.")] = None,
+    spec: Annotated[Optional[Path], typer.Option(
+        "--spec", help="TSV of proteins (as for `dbtools train`); a hyperparameters cell fixes those values "
+                       "instead of sampling them.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = "auto",
+    task: Annotated[str, typer.Option("--task", help="auto|classification|regression")] = "auto",
+    rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST of each file (1:500 = fold A).")] = None,
+    negatives: Annotated[Optional[str], typer.Option(
+        "--negatives", help="shuffle (default), flank (BED input) or a FASTA of negatives.")] = None,
+    genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
+    length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
+    trials: Annotated[Optional[int], typer.Option("--trials", help="Random hyperparameter sets [30].")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Cross-validation folds [3].")] = None,
+    final_trials: Annotated[Optional[int], typer.Option(
+        "--final-trials", help="Seeds of the final training; the lowest training loss is kept [6].")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="SGD steps per trial [1500].")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        "--checkpoint-every", help="Candidate step counts: validate every N steps [250].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    detector_len: Annotated[int, typer.Option("--detector-len", min=2)] = Hyper.detector_len,
+    pooling: Annotated[Optional[str], typer.Option(
+        "--pooling", help="max|maxavg (default: max for classification, maxavg for regression).")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="2 folds, 3 trials, 2 final trials, 200 steps (checkpoints every 50): tests and demos.")] = False,
+    plot_dir: Annotated[Optional[Path], typer.Option(
+        "--plot-dir", help="Folder for one PNG per protein (default: OUTPUT without .json + '_plots').")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no figures.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the report).")] = 0,
+    device: options.Device = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted calibration from OUTPUT.ckpt/ to the same result.")] = False,
+) -> None:
+    """Choose each protein's hyperparameters and step count by random search with cross-validation.
+
+    Every trial and fold of every protein trains in shared batched runs. Writes the report
+    (every trial's hyperparameters and per-fold, per-checkpoint validation metrics, and the
+    choice); with --bank-out also the final models. Ctrl-C saves a resumable state.
+
+    Example: dbtools calibrate encode/GABPA_AC.seq.gz --rows 1:500 -o gabpa.json --bank-out gabpa.bank
+    """
+    base = Hyper(detector_len=detector_len)
+    specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows)
+    given = {k: v for k, v in (("trials", trials), ("folds", folds), ("final_trials", final_trials),
+                                ("steps", max_steps), ("checkpoint_every", checkpoint_every)) if v is not None}
+    common = dict(batch_size=batch_size, seed=seed, pooling=pooling)
+    protocol = Protocol.quick(**given, **common) if quick else Protocol(**given, **common)
+    plots = None if no_plots else (plot_dir or output.with_name(output.name.removesuffix(".json") + "_plots"))
+    with steps_bar() as advance, StopRequest().installed() as stop:
+        doc, bank = calibrate_to_files(
+            specs, DataOptions(fmt=fmt, negatives=negatives, genome=genome, length=length), protocol,
+            resolve_device(device), output, bank_out, plots, advance, resume, stop,
+            command=shlex.join(["dbtools"] + sys.argv[1:]))
+    table = Table(title=f"calibration: {protocol.trials} trials x {protocol.folds} folds, {protocol.steps} steps",
+                  title_justify="left")
+    for col in ("model", "protein", "trial", "hidden", "lr", "mom.", "drop", "CV", "steps"):
+        table.add_column(col, no_wrap=True)
+    for e in doc["proteins"]:
+        c, h = e["choice"], e["choice"]["hyperparameters"]
+        table.add_row(e["id"], e["protein"], str(c["trial"]), str(h["num_hidden"]), f"{h['learning_rate']:.2g}",
+                      f"{h['momentum']:.3f}", f"{h['dropout']:g}", f"{e['metric']} {c['cv_metric']:.3f}", str(c["step"]))
+    stderr.print(table)
+    stderr.print(f"wrote {output}" + (f" and {len(bank)} models to {bank_out}" if bank is not None else "")
+                 + (f"; figures in {plots}/" if plots else ""))

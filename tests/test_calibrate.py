@@ -1,0 +1,128 @@
+"""`dbtools calibrate`: the sampling protocol, one batched run for all trials and folds, the
+choice, interrupt-and-resume, `train --calibration`, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import dbtools.calibrate as cal
+from dbtools.bank import load_bank
+from dbtools.calibrate import Protocol, calibrate_to_files, sample_trials, train_from_calibration
+from dbtools.errors import DbtoolsError
+from dbtools.interrupt import Interrupted
+from dbtools.train_bank import DataOptions, ModelSpec
+from dbtools.trainer import Hyper
+from test_cli import assert_one_line_error, dbtools
+from test_resume import StopAfter
+from test_train_cli import planted
+
+CPU = torch.device("cpu")
+SMALL = dict(trials=4, folds=2, final_trials=2, steps=40, checkpoint_every=20, batch_size=16, seed=4)
+
+
+def test_trials_are_drawn_from_the_published_ranges():
+    trials = sample_trials(400, np.random.default_rng(0), Hyper(detector_len=12), {"dropout": 0.1})
+    assert [t.num_hidden for t in trials[:4]] == [0, 32, 0, 32]
+    for name, lo, hi in (("learning_rate", 5e-4, 5e-2), ("init_conv", 1e-7, 1e-3), ("init_fc", 1e-5, 1e-2),
+                         ("l1_conv", 1e-15, 1e-3), ("l1_fc", 1e-10, 1e-3), ("momentum", 0.95, 0.99)):
+        v = np.array([getattr(t, name) for t in trials])
+        assert v.min() >= lo and v.max() <= hi, name
+        if name != "momentum":  # log-uniform: the median sits near the geometric middle
+            assert abs(np.log10(np.median(v)) - (math.log10(lo) + math.log10(hi)) / 2) < 0.1 * math.log10(hi / lo)
+    assert {t.dropout for t in trials} == {0.1} and {t.detector_len for t in trials} == {12}
+    free = sample_trials(400, np.random.default_rng(1), Hyper(), {})
+    share = np.mean([t.dropout == 0 for t in free])
+    assert 0.4 < share < 0.6 and {t.dropout for t in free} == {0.0, 0.25, 0.5}
+
+
+def specs(tmp_path, n=(160, 140)):
+    return [ModelSpec(id=f"p{i}", train=str(planted(tmp_path / f"p{i}.tsv", n=k, seed=i)), protein=f"P{i}",
+                      hyper=Hyper(detector_len=8)) for i, k in enumerate(n)]
+
+
+def test_all_trials_and_folds_share_one_batched_run_and_the_choice_is_the_best_mean(tmp_path, monkeypatch):
+    calls = []
+    real = cal.train_group
+
+    def counting(tasks, *a, **k):
+        calls.append(len(tasks))
+        return real(tasks, *a, **k)
+
+    monkeypatch.setattr(cal, "train_group", counting)
+    doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL), CPU, tmp_path / "c.json",
+                                   tmp_path / "c.bank", tmp_path / "plots")
+    assert calls == [2 * 4 * 2, 2 * 2]  # every trial x fold of both proteins, then every final trial
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["protocol"]["trials"] == 4 and saved["protocol"]["seed"] == 4
+    for entry in saved["proteins"]:
+        assert len(entry["trials"]) == 4 and all(len(t["folds"]) == 2 for t in entry["trials"])
+        assert all(t["checkpoints"] == [20, 40] for t in entry["trials"])
+        means = np.array([[np.mean([f["val_loss"][c] for f in t["folds"]]) for c in range(2)] for t in entry["trials"]])
+        t, c = np.unravel_index(np.argmin(means), means.shape)
+        assert entry["choice"]["trial"] == t and entry["choice"]["step"] == [20, 40][c]
+        assert len(entry["final"]["training_loss"]) == 2
+        assert entry["final"]["kept"] == int(np.argmin(entry["final"]["training_loss"]))
+        assert (tmp_path / "plots" / f"{entry['id']}.calibration.png").stat().st_size > 10_000
+    assert bank.ids == ["p0", "p1"]
+    m = bank.models[0].info
+    assert m.arch.num_hidden == saved["proteins"][0]["choice"]["hyperparameters"]["num_hidden"]
+    # `dbtools train --calibration` trains the same final models
+    again = train_from_calibration(tmp_path / "c.json", tmp_path / "again.bank", CPU)
+    for a, b in zip(bank.models, again.models):
+        for k in a.arrays:
+            np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+@pytest.mark.parametrize("stop_at", [25, 50])  # inside the trials, inside the final training
+def test_interrupt_and_resume_give_the_same_report_and_bank(tmp_path, stop_at):
+    protocol = Protocol(**SMALL)
+    whole, wbank = calibrate_to_files(specs(tmp_path, (130,)), DataOptions(), protocol, CPU, tmp_path / "w.json",
+                                      tmp_path / "w.bank")
+    with pytest.raises(Interrupted):
+        calibrate_to_files(specs(tmp_path, (130,)), DataOptions(), protocol, CPU, tmp_path / "r.json",
+                           tmp_path / "r.bank", stop=StopAfter(stop_at))
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.bank").exists()
+    resumed, rbank = calibrate_to_files(specs(tmp_path, (130,)), DataOptions(), protocol, CPU, tmp_path / "r.json",
+                                        tmp_path / "r.bank", resume=True)
+    assert (tmp_path / "w.json").read_text() == (tmp_path / "r.json").read_text()
+    for a, b in zip(wbank.models, rbank.models):
+        for k in a.arrays:
+            np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_too_few_examples_and_constant_targets(tmp_path):
+    with pytest.raises(DbtoolsError, match=r"p0.tsv: 10 examples are fewer than folds x batch size \(2 x 16\)"):
+        cal.calibrate(specs(tmp_path, (10,)), DataOptions(), Protocol(**SMALL), CPU)
+    flat = tmp_path / "flat.tsv"
+    flat.write_text("".join(f"{'ACGT' * 10}\t2.5\n" for _ in range(100)))
+    with pytest.raises(DbtoolsError, match="flat.tsv: regression targets are all the same value"):
+        cal.calibrate([ModelSpec(id="f", train=str(flat))], DataOptions(), Protocol(**SMALL), CPU)
+
+
+def test_command_line_errors(tmp_path):
+    data = planted(tmp_path / "a.tsv", n=100)
+    proc = dbtools("calibrate", str(data), "--trials", "0", "-o", str(tmp_path / "c.json"))
+    assert_one_line_error(proc, 2, "--trials must be at least 1")
+    (tmp_path / "spec.tsv").write_text("id\ttrain\thyperparameters\nx\ta.tsv\tlearnig_rate=0.1\n")
+    proc = dbtools("calibrate", "--spec", str(tmp_path / "spec.tsv"), "-o", str(tmp_path / "c.json"))
+    assert_one_line_error(proc, 1, "spec.tsv: line 2: unknown hyperparameter 'learnig_rate=0.1'")
+    proc = dbtools("train", "--calibration", str(data), "-o", str(tmp_path / "x.bank"))
+    assert_one_line_error(proc, 1, "a.tsv: not valid JSON")
+
+
+def test_quick_calibration_on_the_command_line(tmp_path):
+    data = planted(tmp_path / "a.tsv", n=160)
+    proc = dbtools("calibrate", str(data), "--quick", "--max-steps", "40", "--checkpoint-every", "20",
+                   "--batch-size", "16", "--detector-len", "8", "-o", str(tmp_path / "q.json"),
+                   "--bank-out", str(tmp_path / "q.bank"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert doc["protocol"]["folds"] == 2 and doc["protocol"]["steps"] == 40
+    assert len(doc["proteins"][0]["trials"]) == 3 and doc["command"].startswith("dbtools calibrate")
+    assert "CV" in proc.stderr and (tmp_path / "q_plots" / "a.calibration.png").exists()
+    assert load_bank(tmp_path / "q.bank").ids == ["a"]

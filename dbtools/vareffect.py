@@ -26,6 +26,7 @@ from .encode import encode
 from .errors import DbtoolsError, UsageError
 from .forward import BankEngine
 from .genome import Genome
+from .pair_scores import score_pairs
 from .score import ScoreOptions, score_codes
 from .select import open_selected
 from .vcf_input import VcfRecord, is_sequence_allele, open_vcf
@@ -117,10 +118,16 @@ def _allele_skip_reason(allele: str) -> str | None:
 
 
 class VariantScorer:
-    """Scores reference and alternative windows with a bank; models grouped by window length."""
+    """Scores reference and alternative windows with a bank; models grouped by window length.
 
-    def __init__(self, bank, device: str | torch.device, options: ScoreOptions, window: int | None):
+    `pairs` (default): an alternative's windows that do not see its change are taken from its
+    reference (`pair_scores`); False scores every window separately (the plain baseline).
+    """
+
+    def __init__(self, bank, device: str | torch.device, options: ScoreOptions, window: int | None,
+                 pairs: bool = True):
         self.options = options
+        self.pairs = pairs
         self.n_models = len(bank)
         self.windows = [window or m.info.genomic_window() for m in bank.models]
         by_width: dict[int, list[int]] = {}
@@ -128,17 +135,22 @@ class VariantScorer:
             by_width.setdefault(w, []).append(j)
         self.groups = [(w, np.array(idx), BankEngine(bank.subset(idx), device)) for w, idx in by_width.items()]
 
-    def score(self, ref_windows: dict[int, list[str]], alt_windows: dict[int, list[str]]):
-        """Window strings per width -> (ref [n, M], alt [k, M]) float32 scores."""
+    def score(self, ref_windows: dict[int, list[str]], alt_windows: dict[int, list[str]], owner: np.ndarray):
+        """Window strings per width (alt_windows[w][i] a variant of ref_windows[w][owner[i]])
+        -> (ref [n, M], alt [k, M]) float32 scores."""
         n = len(next(iter(ref_windows.values())))
         k = len(next(iter(alt_windows.values())))
         ref = np.empty((n, self.n_models), dtype=np.float32)
         alt = np.empty((k, self.n_models), dtype=np.float32)
         for w, idx, engine in self.groups:
-            codes = _codes(ref_windows[w] + alt_windows[w], w)
-            s = score_codes(engine, list(codes), self.options)
-            ref[:, idx] = s[:n]
-            alt[:, idx] = s[n:]
+            if self.pairs:
+                ref[:, idx], alt[:, idx] = score_pairs(engine, _codes(ref_windows[w], w), _codes(alt_windows[w], w),
+                                                       owner, self.options)
+            else:
+                s = score_codes(engine, list(_codes(ref_windows[w] + alt_windows[w], w)), self.options,
+                                batch_size=1024)
+                ref[:, idx] = s[:n]
+                alt[:, idx] = s[n:]
         return ref, alt
 
 
@@ -228,14 +240,16 @@ class _Annotator:
         if scored:
             ref_w: dict[int, list[str]] = {w: [] for w in self.widths}
             alt_w: dict[int, list[str]] = {w: [] for w in self.widths}
-            for p in scored:
+            owner: list[int] = []
+            for r, p in enumerate(scored):
+                owner.extend([r] * len(p.alleles))
                 fetch = (lambda a, b, c=p.contig: self.reference.fetch(c, a, b))
                 R = len(p.record.ref)
                 for w in self.widths:
                     ref_w[w].append(centred_window(fetch, p.start, R, p.genome_ref, w))
                     for i in p.alleles:
                         alt_w[w].append(centred_window(fetch, p.start, R, p.record.alts[i].upper(), w))
-            ref_scores, alt_scores = self.scorer.score(ref_w, alt_w)
+            ref_scores, alt_scores = self.scorer.score(ref_w, alt_w, np.array(owner, dtype=np.int64))
         lines = []
         r = a = 0
         fmt = self.formatter

@@ -2,7 +2,8 @@
 
 Trains the 5 ENCODE ChIP-seq sets of ../shared/data/encode as ONE bank, each on its fold A
 (first 500 peaks) plus dinucleotide-shuffled negatives with default hyperparameters, then
-prints, per set, the AUC on its test set B next to the paper's figures and the published
+prints, per set, the AUC on its test set B (each model scored as `dbtools evaluate` scores it: on
+windows of its training length) next to the paper's figures and the published
 model's AUC as scored here.
 
     python benchmarks/train_encode.py [--steps 1500] [--device cpu|cuda]
@@ -23,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from dbtools.datasets import read_dataset  # noqa: E402
 from dbtools.encode import encode_all  # noqa: E402
+from dbtools.evaluate import bank_scores  # noqa: E402
 from dbtools.forward import BankEngine  # noqa: E402
 from dbtools.metrics import auc  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
@@ -49,13 +51,12 @@ def main() -> None:
     t = time.perf_counter()
     bank = train_bank(specs, DataOptions(), RunOptions(steps=args.steps, seed=args.seed), device)
     wall = time.perf_counter() - t
-    engine = BankEngine(bank, device)
     print(f"trained {len(bank)} models as one bank in {wall:.1f} s on {device} ({args.steps} steps)")
     print("dataset\tpaper_A\tpaper_AC\tpublished\tours\tchosen_step")
     for j, r in enumerate(paper):
         test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
         codes = encode_all(test.sequences, r["dataset"])
-        ours = auc(test.targets, score_codes(engine, codes, ScoreOptions())[:, j])
+        ours = auc(test.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0])
         published = BankEngine(open_selected(None, [r["published_model_id"]]), device)
         pub = auc(test.targets, score_codes(published, codes, ScoreOptions())[:, 0])
         print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"

@@ -105,7 +105,8 @@ class _Protein:
     folds: list[np.ndarray]  # row indices of each fold
 
 
-def _prepare(specs: list[ModelSpec], data: DataOptions, protocol: Protocol) -> list[_Protein]:
+def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protocol) -> list[_Protein]:
+    """Read each protein's data, check it suits the protocol, draw its trials and folds."""
     run = RunOptions(val_fraction=0.0, seed=protocol.seed, batch_size=protocol.batch_size)
     proteins = []
     for i, spec in enumerate(specs):
@@ -187,6 +188,21 @@ def _choose(result_of: dict, index: dict, protein: int, n_trials: int, n_folds: 
                                          "cv_metric": chosen["mean_val_metric"][c]}}
 
 
+def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task], list, dict]:
+    """Every (protein, trial, fold) model: its task, its validation fold, and an index."""
+    tasks, vals, index = [], [], {}
+    for i, p in enumerate(proteins):
+        codes, y = p.prepared.task.codes, p.prepared.task.targets
+        for t, hyper in enumerate(p.trials):
+            for k, rows in enumerate(p.folds):
+                train_rows = np.setdiff1d(np.arange(len(codes)), rows)
+                index[i, t, k] = len(tasks)
+                tasks.append(Task([codes[j] for j in train_rows], y[train_rows], p.prepared.task.classification,
+                                  hyper, seed=_model_seed(protocol.seed, i, t, k, 0)))
+                vals.append(([codes[j] for j in rows], y[rows]))
+    return tasks, vals, index
+
+
 def calibration_fingerprint(proteins: list[_Protein], data: DataOptions, protocol: Protocol) -> str:
     return fingerprint({"specs": [asdict(p.spec) for p in proteins], "sources": [p.prepared.sources for p in proteins],
                         "data": asdict(data), "protocol": asdict(protocol), "version": __version__})
@@ -199,7 +215,7 @@ def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, dev
     protocol.validate()
     if not specs:
         raise UsageError("nothing to calibrate")
-    proteins = _prepare(specs, data, protocol)
+    proteins = prepare_proteins(specs, data, protocol)
     states = None
     if state_folder is not None:
         states = Checkpoints(state_folder, calibration_fingerprint(proteins, data, protocol))
@@ -207,16 +223,7 @@ def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, dev
             states.check()
         else:
             states.clear()
-    tasks, vals, index = [], [], {}
-    for i, p in enumerate(proteins):
-        codes, y = p.prepared.task.codes, p.prepared.task.targets
-        for t, hyper in enumerate(p.trials):
-            for k, rows in enumerate(p.folds):
-                train_rows = np.setdiff1d(np.arange(len(codes)), rows)
-                index[i, t, k] = len(tasks)
-                tasks.append(Task([codes[j] for j in train_rows], y[train_rows], p.prepared.task.classification,
-                                  hyper, seed=_model_seed(protocol.seed, i, t, k, 0)))
-                vals.append(([codes[j] for j in rows], y[rows]))
+    tasks, vals, index = trial_tasks(proteins, protocol)
     results = _train_runs(tasks, vals, protocol.steps, protocol.checkpoint_every, protocol.batch_size, device,
                           states, resume, stop, progress, "calibration")
     doc = {"format": CALIBRATION_FORMAT, "dbtools_version": __version__, "command": command,

@@ -8,6 +8,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
+from .bank import Bank
 from .datasets import read_dataset
 from .encode import encode_all
 from .forward import BankEngine
@@ -16,6 +17,21 @@ from .score import ScoreOptions, score_codes
 from .select import open_selected
 
 COLUMNS = ("model", "protein", "data", "n", "positives", "auc", "auprc", "pearson", "spearman")
+
+
+def bank_scores(bank: Bank, codes: list[np.ndarray], options: ScoreOptions,
+                device: torch.device | str = "cpu") -> np.ndarray:
+    """[N, M] scores; without `options.window_size`, a model that records its training length
+    scores windows of that length (a trained model sees what it was trained on), the others
+    use `dbtools score`'s default."""
+    by_window: dict[int | None, list[int]] = {}
+    for j, m in enumerate(bank.models):
+        w = options.window_size if options.window_size is not None else m.info.train_length
+        by_window.setdefault(w, []).append(j)
+    scores = np.empty((len(codes), len(bank)), dtype=np.float32)
+    for w, cols in by_window.items():
+        scores[:, cols] = score_codes(BankEngine(bank.subset(cols), device), codes, replace(options, window_size=w))
+    return scores
 
 
 def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: list[str] | None,
@@ -28,22 +44,12 @@ def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: li
     negatives with `seed`); regression data gets Pearson and Spearman correlations.
     """
     selected = open_selected(bank, models)
-    # without --window-size, a model that records its training length scores windows of that
-    # length (a trained model sees what it was trained on); the others use score's default
-    by_window: dict[int | None, list[int]] = {}
-    for j, m in enumerate(selected.models):
-        w = options.window_size if options.window_size is not None else m.info.train_length
-        by_window.setdefault(w, []).append(j)
-    engines = [(cols, BankEngine(selected.subset(cols), device), replace(options, window_size=w))
-               for w, cols in by_window.items()]
     out.write("\t".join(COLUMNS) + "\n")
     results = []
     for path in data_paths:
         ds = read_dataset(path, fmt=fmt, rows=rows, seed=seed)
         codes = encode_all(ds.sequences, path)
-        scores = np.empty((len(codes), len(selected)), dtype=np.float32)
-        for cols, engine, opts in engines:
-            scores[:, cols] = score_codes(engine, codes, opts)
+        scores = bank_scores(selected, codes, options, device)
         for j, model in enumerate(selected.models):
             s = scores[:, j]
             row = {"model": model.info.id, "protein": model.info.protein, "data": path, "n": len(ds),

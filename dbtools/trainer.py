@@ -341,11 +341,17 @@ class GroupResult:
     train_loss: np.ndarray  # [checkpoints, G] mean training loss since the last checkpoint
 
 
+# floats of per-position activations in one evaluation batch (bounds memory for large groups)
+EVAL_BUDGET = 1 << 25
+
+
 def evaluate_group(params: GroupParams, data: GroupData, classification: torch.Tensor,
                    batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
     """Mean loss per model [G] and each model's scores on its whole set (no dropout)."""
     G = params.G
     n = int(data.sizes.max())
+    positions = data.codes.shape[2] - params.m + 1
+    batch_size = max(1, min(batch_size, EVAL_BUDGET // (G * positions * 2 * DETECTORS * (2 if params.avg else 1))))
     scores = torch.empty(G, n, device=data.codes.device)
     with torch.no_grad():
         for c in range(0, n, batch_size):

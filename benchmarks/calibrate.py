@@ -1,0 +1,86 @@
+"""Speed of the calibration protocol: batched runs against the same models one at a time.
+
+For one protein and for 5 proteins at once (the 5 ENCODE sets, fold A + shuffled negatives),
+builds the protocol's models (trials x folds, then final trials), times `--sample-steps` SGD
+steps of the batched runs and of a sample of the models trained one at a time, measures one
+validation pass, and extrapolates both to the full step budget (`--max-steps`, validation
+every `--checkpoint-every` steps). Prints wall times and the speed-up.
+
+    python benchmarks/calibrate.py [--sample-steps 20] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dbtools.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
+from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
+from dbtools.trainer import GroupData, GroupParams, evaluate_group, train_group  # noqa: E402
+
+ENCODE = ROOT.parent / "shared" / "data" / "encode"
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sample-steps", type=int, default=20)
+    ap.add_argument("--max-steps", type=int, default=Protocol.steps)
+    ap.add_argument("--checkpoint-every", type=int, default=Protocol.checkpoint_every)
+    ap.add_argument("--serial-sample", type=int, default=6, help="models timed one at a time")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--encode", type=Path, default=ENCODE)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    protocol = Protocol(steps=args.max_steps, checkpoint_every=args.checkpoint_every)
+    paths = sorted(args.encode.glob("*_AC.seq.gz"))[:5]
+    n_checkpoints = -(-args.max_steps // args.checkpoint_every)
+    S = args.sample_steps
+    print(f"torch {torch.__version__} on {device}; protocol {protocol.trials} trials x {protocol.folds} folds + "
+          f"{protocol.final_trials} final trials, {args.max_steps} steps, {n_checkpoints} validations; "
+          f"timed on {S} steps and extrapolated")
+    for n in (1, 5):
+        specs = [ModelSpec(id=p.name.split(".")[0], train=str(p), rows="1:500") for p in paths[:n]]
+        proteins = prepare_proteins(specs, DataOptions(), protocol)
+        tasks, vals, _ = trial_tasks(proteins, protocol)
+        finals = [t for t in tasks[:protocol.final_trials]]  # same shapes as final models (all data ~ a fold more)
+        models = len(tasks) + n * protocol.final_trials
+        train_group(tasks[:2], None, 2, 2, device)  # warm-up
+        t_steps = timed(lambda: train_group(tasks, None, S, S, device), device)
+        params = GroupParams(tasks, device)
+        val = GroupData(vals, params.m, device)
+        cls = torch.tensor([t.classification for t in tasks], device=device)
+        t_val = timed(lambda: evaluate_group(params, val, cls), device)
+        t_final = timed(lambda: train_group(finals * n, None, S, S, device), device)
+        batched = (t_steps + t_final) * args.max_steps / S + t_val * n_checkpoints
+        k = min(args.serial_sample, len(tasks))
+        one = [timed(lambda t=t: train_group([t], None, S, S, device), device) for t in tasks[:k]]
+        one_val = timed(lambda: evaluate_group(GroupParams(tasks[:1], device), GroupData(vals[:1], params.m, device),
+                                               cls[:1]), device)
+        serial = models * (sum(one) / k * args.max_steps / S + one_val * n_checkpoints)
+        print(f"{n} protein(s), {models} models: batched {batched:8.0f} s ({batched / 60:.1f} min), one at a time "
+              f"{serial:8.0f} s ({serial / 3600:.1f} h); speed-up {serial / batched:5.1f}x")
+    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    if device.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Fidelity of `dbtools calibrate` on the DeepBind paper's ENCODE sets.
+
+Calibrates and trains the 5 ENCODE ChIP-seq sets of ../shared/data/encode in ONE run, either
+(a) on fold A (first 500 peaks) plus dinucleotide-shuffled negatives, the paper's "DeepBind"
+protocol, or (b) on all of AC, the paper's "DeepBind*"; then prints, per set, the AUC on its
+test set B next to the paper's figures and the published model's AUC, with wall time and device.
+
+    python benchmarks/calibrate_encode.py --protocol a [--max-steps 1500 --trials 30 --folds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dbtools.calibrate import Protocol, calibrate, final_models  # noqa: E402
+from dbtools.datasets import read_dataset  # noqa: E402
+from dbtools.encode import encode_all  # noqa: E402
+from dbtools.evaluate import bank_scores  # noqa: E402
+from dbtools.metrics import auc  # noqa: E402
+from dbtools.score import ScoreOptions  # noqa: E402
+from dbtools.select import open_selected  # noqa: E402
+from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
+from dbtools.trainer import Hyper  # noqa: E402
+
+ENCODE = ROOT.parent / "shared" / "data" / "encode"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--protocol", choices=("a", "b"), default="a", help="a: fold A (rows 1:500); b: all of AC")
+    ap.add_argument("--max-steps", type=int, default=Protocol.steps)
+    ap.add_argument("--checkpoint-every", type=int, default=Protocol.checkpoint_every)
+    ap.add_argument("--trials", type=int, default=Protocol.trials)
+    ap.add_argument("--folds", type=int, default=Protocol.folds)
+    ap.add_argument("--final-trials", type=int, default=Protocol.final_trials)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--encode", type=Path, default=ENCODE)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    with open(args.encode / "paper_aucs.tsv") as fh:
+        paper = list(csv.DictReader(fh, delimiter="\t"))
+    rows = "1:500" if args.protocol == "a" else None
+    specs = [ModelSpec(id=r["dataset"], protein=r["dataset"].split("_")[0],
+                       train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows=rows, hyper=Hyper())
+             for r in paper]
+    protocol = Protocol(trials=args.trials, folds=args.folds, final_trials=args.final_trials, steps=args.max_steps,
+                        checkpoint_every=args.checkpoint_every, seed=args.seed)
+    t = time.perf_counter()
+    doc = calibrate(specs, DataOptions(), protocol, device)
+    t_cal = time.perf_counter() - t
+    bank = final_models(doc, device)
+    wall = time.perf_counter() - t
+    n_models = len(specs) * (args.trials * args.folds + args.final_trials)
+    print(f"protocol ({args.protocol}): {len(specs)} proteins x ({args.trials} trials x {args.folds} folds + "
+          f"{args.final_trials} final) = {n_models} models, {args.max_steps} steps; calibration {t_cal:.0f} s, "
+          f"total {wall:.0f} s on {device}")
+    key = "paper_auc_trained_on_A" if args.protocol == "a" else "paper_auc_trained_on_AC"
+    print(f"dataset\tpaper_A\tpaper_AC\tpublished\tours\tcv_auc\ttrial\thidden\tsteps")
+    ours_all, paper_all = [], []
+    for j, r in enumerate(paper):
+        test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
+        codes = encode_all(test.sequences, r["dataset"])
+        ours = auc(test.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0])
+        pub = auc(test.targets, bank_scores(open_selected(None, [r["published_model_id"]]), codes,
+                                            ScoreOptions(), device)[:, 0])
+        c = doc["proteins"][j]["choice"]
+        ours_all.append(ours)
+        paper_all.append(float(r[key]))
+        print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
+              f"\t{pub:.4f}\t{ours:.4f}\t{c['cv_metric']:.4f}\t{c['trial']}\t{c['hyperparameters']['num_hidden']}"
+              f"\t{c['step']}")
+    at_or_above = sum(o >= p for o, p in zip(ours_all, paper_all))
+    print(f"mean: ours {np.mean(ours_all):.4f}, paper ({key}) {np.mean(paper_all):.4f}; "
+          f"at or above the paper on {at_or_above} of {len(paper_all)}")
+
+
+if __name__ == "__main__":
+    main()

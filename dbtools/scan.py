@@ -192,6 +192,8 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         raise UsageError(f"--format {options.fmt!r}: choose one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if PRECISIONS[precision] is not None:
+        raise UsageError(f"--precision {precision}: not available yet (the windowed engine computes in fp32)")
     if options.step < 1 or (options.window is not None and options.window < 1):
         raise UsageError("--window and --step must be at least 1")
     if options.fmt == "bed" and options.threshold is None:
@@ -294,7 +296,6 @@ def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], e
     per_chunk = max(1, chunk // S)  # window starts per chunk
     total = sum(e - s for s, e in segments)
     before = 0  # bases of the segments already done
-    dtype = PRECISIONS[precision]
     for a, b in segments:
         counts = [window_count(b - a, w, S) for w, _, _ in engines]
         n = max(counts)
@@ -309,8 +310,7 @@ def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], e
                     if kc <= k0:
                         continue
                     sub = codes[:(kc - k0 - 1) * S + w]
-                    with torch.autocast(engine.device.type, dtype=dtype, enabled=dtype is not None):
-                        values, rc_won = window_values(engine, sub, w, S, options.scoring, batch_windows)
+                    values, rc_won = window_values(engine, sub, w, S, options.scoring, batch_windows)
                     if options.threshold is not None and options.fmt != "bed":
                         with np.errstate(invalid="ignore"):
                             values[values < options.threshold] = np.nan

@@ -197,3 +197,17 @@ def default_bank_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("dbtools_models").joinpath("deepbind.bank")))
+
+
+def merge_banks(banks: list[Bank], names: list[str]) -> Bank:
+    """The models of several banks in order, as one bank; an ID found twice is an error
+    naming both banks (merging never renames or drops a model silently)."""
+    seen: dict[str, str] = {}
+    models = []
+    for bank, name in zip(banks, names):
+        for m in bank.models:
+            if m.info.id in seen:
+                raise DbtoolsError(f"{name}: model {m.info.id} is also in {seen[m.info.id]}; IDs must be unique")
+            seen[m.info.id] = name
+            models.append(m)
+    return Bank(models, "; ".join(b.description for b in banks if b.description))

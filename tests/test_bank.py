@@ -79,3 +79,20 @@ def test_bad_bank_files_fail_with_one_line(small, tmp_path, case, message):
     assert message in str(e.value)
     assert str(bad) in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_bank_subset_and_merge_on_the_command_line(tmp_path):
+    from test_cli import assert_one_line_error, dbtools
+
+    a, b, both = tmp_path / "a.bank", tmp_path / "b.bank", tmp_path / "both.bank"
+    assert dbtools("bank", "subset", "-m", "CTCF", "-o", str(a)).returncode == 0
+    assert dbtools("bank", "subset", "-m", "D00410.003,GATA1", "-o", str(b)).returncode == 0
+    proc = dbtools("bank", "merge", str(a), str(b), "-o", str(both))
+    assert proc.returncode == 0, proc.stderr
+    ba, bb, merged = load_bank(a), load_bank(b), load_bank(both)
+    assert merged.ids == ba.ids + bb.ids and all("CTCF" == m.info.protein for m in ba.models)
+    for x, y in zip(ba.models + bb.models, merged.models):
+        assert x.info == y.info and all((x.arrays[k] == y.arrays[k]).all() for k in x.arrays)
+    assert_one_line_error(dbtools("bank", "merge", str(a), str(both), "-o", str(tmp_path / "x.bank")), 1,
+                          "is also in", "IDs must be unique")
+    assert not (tmp_path / "x.bank").exists()

@@ -20,18 +20,24 @@ from .forward import BankEngine
 from .score import ScoreOptions
 
 _MIN_WINDOWS = 3  # fewer windows per sequence: score both sequences whole
+_CPU_STEP = 1 << 19  # floats per [windows x columns] step on the CPU, as the engine's
 
 
-def _sequences_per_step(engine: BankEngine, g, L: int, w: int, n_windows: int) -> int:
-    """Sequences per `window_scores` call, so that its working set stays near the engine's budget."""
+def _sequences_per_step(engine: BankEngine, g, w: int, n_windows: int) -> int:
+    """Sequences per `window_scores` call: as many as the engine's own step holds (its column
+    chunks on the CPU stay cache-sized), within its memory budget."""
     cols = max(1, g.weight.shape[1])
-    per_sequence = (n_windows + w + g.m) * cols * (g.m // 4 + 2) + n_windows * cols * 2
-    return max(1, engine.budget // per_sequence)
+    width = min(cols, g.left.width)
+    cpu = engine.device.type == "cpu"
+    rows = (min(_CPU_STEP, engine.budget // 8) if cpu else engine.budget // 8) // width
+    sb = max(1, rows // n_windows)
+    per_sequence = (n_windows + w + g.m) * (g.left.nb + 1) * width + n_windows * cols * (2 if g.avg else 1)
+    return max(1, min(sb, engine.budget // per_sequence))
 
 
 def _window_scores(engine: BankEngine, g, codes: torch.Tensor, w: int, p0: int, p1: int):
     """window_scores over all sequences of `codes`, in steps: ([B, nw, G], [B, nw, Grc])."""
-    step = _sequences_per_step(engine, g, codes.shape[1], w, p1 - p0)
+    step = _sequences_per_step(engine, g, w, p1 - p0)
     fs, rs = [], []
     for b0 in range(0, codes.shape[0], step):
         f, r = engine.window_scores(g, codes[b0:b0 + step], w, p0, p1)

@@ -1,0 +1,175 @@
+"""Benchmark `dbtools vareffect`: the 5,139 real promoter SNVs of chr20 with 16 models and with all 927.
+
+Prints, from one run, variants x models per second for:
+  (a) the plain baseline: each REF and ALT window scored separately by the forward pass
+      (`score_codes`), and
+  (b) `score_pairs`, which takes an ALT's windows that miss its change from the REF pass,
+with the ratio (b)/(a), the largest difference between the two (they must agree), and the
+fraction of the FLOP bound: per variant, one REF pass (W + m - 1 positions) plus the m
+convolution positions an SNV really changes, x detectors x m x 4 x 2 x strands, at the rate of
+a large float32 matmul measured in this run. Then the peak memory of the `dbtools vareffect`
+command on VCFs made by repeating the real records (`--memory-records`).
+
+    python benchmarks/vareffect.py                                  # full run (long on 2 cores)
+    python benchmarks/vareffect.py --n-all 500 --memory-records 20000,100000
+    python benchmarks/vareffect.py --threads 1 --cpu-time ...     # on a shared, overloaded machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dbtools.bank import default_bank_path, load_bank  # noqa: E402
+from dbtools.encode import encode  # noqa: E402
+from dbtools.forward import BankEngine  # noqa: E402
+from dbtools.genome import Genome  # noqa: E402
+from dbtools.pair_scores import score_pairs  # noqa: E402
+from dbtools.score import ScoreOptions, score_codes  # noqa: E402
+from dbtools.vareffect import centred_window  # noqa: E402
+from dbtools.vcf_input import open_vcf  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+VCF = SHARED / "vcf" / "deepfind_derived_promoter_snvs_chr20_b37.vcf"
+GENOME = SHARED / "genome" / "20.fa.gz"
+W = 101
+
+
+def snv_windows() -> tuple[np.ndarray, np.ndarray]:
+    """REF and ALT 101-bp windows ([n, W] codes) of the real SNVs, REF from the genome."""
+    ref, alt = [], []
+    with Genome(GENOME) as genome, open_vcf(str(VCF)) as (_, records):
+        for rec in records:
+            s = rec.pos - 1
+            fetch = (lambda a, b: genome.fetch("20", a, b).upper())
+            ref.append(centred_window(fetch, s, 1, fetch(s, s + 1), W))
+            alt.append(centred_window(fetch, s, 1, rec.alts[0], W))
+    return (encode("".join(ref)).reshape(-1, W), encode("".join(alt)).reshape(-1, W))
+
+
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
+def matmul_gflops() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        t = CLOCK()
+        a @ b
+        best = min(best, CLOCK() - t)
+    return 2 * 2048**3 / best / 1e9
+
+
+def bound_flops(bank, n: int) -> float:
+    """One REF pass plus the m positions an SNV changes, per variant and model."""
+    total = 0
+    for m in bank.models:
+        a = m.info.arch
+        strands = 2 if a.reverse_complement else 1
+        positions = (W + a.detector_len - 1) + a.detector_len
+        total += positions * a.num_detectors * a.detector_len * 4 * 2 * strands
+    return float(total) * n
+
+
+def run_set(label: str, bank, ref: np.ndarray, alt: np.ndarray, chunk: int) -> None:
+    engine = BankEngine(bank, "cpu")
+    opts = ScoreOptions()
+    n, M = len(ref), len(bank)
+    owner = np.arange(n)
+    score_pairs(engine, ref[:4], alt[:4], owner[:4], opts)  # warm up
+    t_plain = t_pairs = bound_s = 0.0
+    worst = 0.0
+    for c in range(0, n, chunk):
+        r, a, o = ref[c:c + chunk], alt[c:c + chunk], np.arange(min(chunk, n - c))
+        rate = matmul_gflops()
+        t = CLOCK()
+        plain = score_codes(engine, list(r) + list(a), opts, batch_size=1024)
+        t_plain += CLOCK() - t
+        t = CLOCK()
+        pr, pa = score_pairs(engine, r, a, o, opts)
+        t_pairs += CLOCK() - t
+        rate = max(rate, matmul_gflops()) * 1e9
+        bound_s += bound_flops(bank, len(r)) / rate
+        worst = max(worst, float(np.abs(pr - plain[:len(r)]).max()), float(np.abs(pa - plain[len(r):]).max()))
+    print(f"\n[{label}: {n:,} SNVs x {M} models]")
+    print(f"  (a) plain, REF and ALT windows separately {t_plain:8.2f} s  {n * M / t_plain:10,.0f} variants x models/s"
+          f"  {100 * bound_s / t_plain:5.1f}% of FLOP bound")
+    print(f"  (b) pairs (ALT from the REF pass)         {t_pairs:8.2f} s  {n * M / t_pairs:10,.0f} variants x models/s"
+          f"  {100 * bound_s / t_pairs:5.1f}% of FLOP bound")
+    print(f"  speed-up (b)/(a): {t_plain / t_pairs:.2f}x (target >= 3x); fraction of bound target >= 20%;"
+          f" max |(b) - (a)| = {worst:.2e}")
+
+
+def memory_run(records: int, models: str) -> None:
+    """`dbtools vareffect` on a VCF of `records` records (the real ones repeated), peak RSS."""
+    lines = VCF.read_text().splitlines(keepends=True)
+    head = [ln for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if not ln.startswith("#")]
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.vcf"
+        with open(big, "w") as fh:
+            fh.writelines(head)
+            for i in range(records):
+                fh.write(body[i % len(body)])
+        out = Path(tmp) / "big.dbt.vcf.gz"
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "dbtools_cli.main", "vareffect", str(big), "-g", str(GENOME),
+                               "-m", models, "--device", "cpu", "-o", str(out)], capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"  {records:>9,} records: {wall:7.1f} s wall, peak memory of the largest run so far {usage:,.0f} MB"
+              f" (target < 2,048 MB); output {out.stat().st_size / 1e6:,.1f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-16", type=int, default=5139, help="SNVs scored with 16 models (default: all 5,139)")
+    ap.add_argument("--n-all", type=int, default=5139, help="SNVs scored with all 927 models (default: all)")
+    ap.add_argument("--chunk", type=int, default=512, help="SNVs per timed chunk (matmul rate measured beside each)")
+    ap.add_argument("--memory-records", default="1000000",
+                    help="comma-separated VCF sizes for the memory runs ('' to skip)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time by this process's CPU seconds, not the wall clock (steadier on a shared, "
+                         "overloaded machine; use with --threads 1)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
+
+    bank = load_bank(default_bank_path())
+    ref, alt = snv_windows()
+    gflops = matmul_gflops()
+    clock = "CPU seconds" if args.cpu_time else "wall clock"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul {gflops:.0f} GFLOP/s; "
+          f"times by {clock}")
+    rng = np.random.default_rng(0)
+    sixteen = sorted(rng.choice(len(bank), size=16, replace=False).tolist())
+    run_set("16 models", bank.subset(sixteen), ref[:args.n_16], alt[:args.n_16], args.chunk)
+    run_set("all models", bank, ref[:args.n_all], alt[:args.n_all], args.chunk)
+    sizes = [int(s) for s in args.memory_records.split(",") if s.strip()]
+    if sizes:
+        ids = ",".join(bank.ids[i] for i in sixteen)
+        print("\n`dbtools vareffect` CLI, 16 models, the real SNVs repeated, .vcf.gz output:")
+        for size in sorted(sizes):
+            memory_run(size, ids)
+
+
+if __name__ == "__main__":
+    main()

@@ -383,3 +383,45 @@ def test_info_keys_windows_and_layout_choice():
     assert centred_window(fetch, 0, 1, "C", 5) == "NNCCG"  # N before the contig's start
     assert centred_window(fetch, 4, 3, "A", 5) == "GTATA"  # a deletion: the bases after REF follow
     assert centred_window(fetch, 4, 1, "ACGTACG", 5) == "CGTAC"  # longer than W: its middle
+
+
+@pytest.mark.parametrize("options", [dict(), dict(average=True), dict(window_size=20), dict(window_size=150),
+                                     dict(window_size=60, average=True)],
+                         ids=["default", "average", "window20", "whole", "window60-average"])
+def test_pair_scores_equal_score_codes_on_real_windows(genome, models_engine, options):
+    """Taking an ALT's windows that miss its change from the REF pass changes no score:
+    real SNV, MNP, indel and unchanged alleles, under every scoring option."""
+    from dbtools.encode import encode
+    from dbtools.pair_scores import score_pairs
+    from dbtools.score import ScoreOptions, score_codes
+
+    pos = [121412, 206603, 421808, 1600125, 62960001]
+    ref = [allele_window(genome, "20", p, 1, genome.fetch("20", p - 1, p)) for p in pos]
+    alt = [allele_window(genome, "20", pos[0], 1, "G"), allele_window(genome, "20", pos[0], 1, "T"),
+           allele_window(genome, "20", pos[1], 1, "A"),
+           allele_window(genome, "20", pos[2], 1, "ACCA"),  # an insertion: the windows shift
+           ref[3][:40] + "TT" + ref[3][42:],  # two changed bases off centre
+           ref[4]]  # unchanged
+    owner = np.array([0, 0, 1, 2, 3, 4])
+    codes_r = np.stack([encode(s) for s in ref])
+    codes_a = np.stack([encode(s) for s in alt])
+    opts = ScoreOptions(**options)
+    r, a = score_pairs(models_engine, codes_r, codes_a, owner, opts)
+    plain = score_codes(models_engine, list(codes_r) + list(codes_a), opts)
+    np.testing.assert_allclose(r, plain[:len(ref)], atol=2e-6)
+    np.testing.assert_allclose(a, plain[len(ref):], atol=2e-6)
+    if not opts.average:  # a max over the same per-window values: exactly equal
+        np.testing.assert_array_equal(a[5], r[4])
+
+
+def test_unsorted_input_gets_no_index(tmp_path, genome, vareffect):
+    lines = (DATA / "snvs_chr_prefix.vcf").read_text().splitlines()
+    vcf = tmp_path / "unsorted.vcf"
+    vcf.write_text("\n".join(lines[:5] + [lines[6], lines[5]] + lines[7:]) + "\n")
+    out = tmp_path / "o.vcf.gz"
+    proc = vareffect(str(vcf), "-g", str(genome.path), "-m", "D00328.018", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "no tabix index" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.vcf.gz", "unsorted.vcf"]
+    written = [ln.split("\t")[1] for ln in vcf.read_text().splitlines() if not ln.startswith("#")]
+    assert [str(r.POS) for r in cyvcf2.VCF(str(out))] == written  # input order kept

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -292,6 +293,8 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
         raise UsageError("--window must be at least 1")
     if out != "-":
         check_writable(out)
+        if Path(out).is_dir():
+            raise DbtoolsError(f"{out}: cannot write: it is a folder (give a file name ending .vcf, .vcf.gz or .bcf)")
     genome = Genome(genome_path)
     selected = open_selected(bank, models)
     scorer = VariantScorer(selected, device, options, window)

@@ -19,6 +19,7 @@ time measures the other users' load too). Finally the peak memory (max RSS) of t
 
     python benchmarks/scan.py                       # 2-Mbp slice (long on 2 shared cores)
     python benchmarks/scan.py --mbp 0.2 --memory-mbp 2
+    python benchmarks/scan.py --mbp 0.1 --threads 1      # on a machine other jobs share
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000, help="baseline windows per configuration (default 2,000)")
     ap.add_argument("--memory-mbp", type=float, default=4.0,
                     help="Mbp of chr20 for the CLI peak-memory run (default 4; 0 skips; 63 = all of chr20)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default: torch's choice); 1 makes CPU time a fair clock on a busy machine")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     bank = load_bank(default_bank_path())
     sub = bank.subset(sixteen_models(bank))

@@ -15,6 +15,7 @@ import numpy as np
 from .atomic import atomic_path
 
 Run = tuple[str, int, int, np.ndarray]
+_BLOCK = 1 << 20  # values converted and added at a time
 
 
 def finite_runs(values: np.ndarray) -> list[tuple[int, int]]:
@@ -37,8 +38,10 @@ def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: I
             bw.addHeader([(c, int(n)) for c, n in header], maxZooms=10)
             for chrom, first, step, values in runs:
                 for a, b in finite_runs(values):
-                    bw.addEntries(chrom, int(first + a * step), values=values[a:b].astype(np.float64),
-                                  span=int(step), step=int(step))
+                    for c in range(a, b, _BLOCK):  # bounded memory for long runs
+                        d = min(b, c + _BLOCK)
+                        bw.addEntries(chrom, int(first + c * step), values=np.asarray(values[c:d], dtype=np.float64),
+                                      span=int(step), step=int(step))
         finally:
             bw.close()
 

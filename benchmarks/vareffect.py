@@ -18,7 +18,7 @@ command on VCFs made by repeating the real records (`--memory-records`).
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,7 +112,7 @@ def run_set(label: str, bank, ref: np.ndarray, alt: np.ndarray, chunk: int) -> N
           f" max |(b) - (a)| = {worst:.2e}")
 
 
-def memory_run(records: int, models: str) -> None:
+def memory_run(records: int, models: str, env: dict) -> None:
     """`dbtools vareffect` on a VCF of `records` records (the real ones repeated), peak RSS."""
     lines = VCF.read_text().splitlines(keepends=True)
     head = [ln for ln in lines if ln.startswith("#")]
@@ -125,14 +125,21 @@ def memory_run(records: int, models: str) -> None:
                 fh.write(body[i % len(body)])
         out = Path(tmp) / "big.dbt.vcf.gz"
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "dbtools_cli.main", "vareffect", str(big), "-g", str(GENOME),
-                               "-m", models, "--device", "cpu", "-o", str(out)], capture_output=True, text=True)
+        # a small launcher runs the command, so the peak it reports is the command's alone
+        # (a child's peak counts its parent's memory from before exec)
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "dbtools_cli.main", "vareffect",
+                               str(big), "-g", str(GENOME), "-m", models, "--device", "cpu", "-o", str(out)],
+                              capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             sys.exit(proc.stderr)
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"  {records:>9,} records: {wall:7.1f} s wall, peak memory of the largest run so far {usage:,.0f} MB"
-              f" (target < 2,048 MB); output {out.stat().st_size / 1e6:,.1f} MB")
+        peak = int(proc.stdout.split()[-1]) / 1024
+        print(f"  {records:>9,} records: {wall:7.1f} s wall, peak memory {peak:,.0f} MB (target < 2,048 MB); "
+              f"output {out.stat().st_size / 1e6:,.1f} MB")
+
+
+_LAUNCHER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
 
 
 def main() -> None:
@@ -142,6 +149,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=512, help="SNVs per timed chunk (matmul rate measured beside each)")
     ap.add_argument("--memory-records", default="1000000",
                     help="comma-separated VCF sizes for the memory runs ('' to skip)")
+    ap.add_argument("--memory-only", action="store_true", help="only the CLI memory runs")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time by this process's CPU seconds, not the wall clock (steadier on a shared, "
@@ -154,21 +162,28 @@ def main() -> None:
         CLOCK = time.process_time
 
     bank = load_bank(default_bank_path())
+    rng = np.random.default_rng(0)
+    sixteen = sorted(rng.choice(len(bank), size=16, replace=False).tolist())
+    if args.memory_only:
+        return memory_runs(args, bank, sixteen)
     ref, alt = snv_windows()
     gflops = matmul_gflops()
     clock = "CPU seconds" if args.cpu_time else "wall clock"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul {gflops:.0f} GFLOP/s; "
           f"times by {clock}")
-    rng = np.random.default_rng(0)
-    sixteen = sorted(rng.choice(len(bank), size=16, replace=False).tolist())
     run_set("16 models", bank.subset(sixteen), ref[:args.n_16], alt[:args.n_16], args.chunk)
     run_set("all models", bank, ref[:args.n_all], alt[:args.n_all], args.chunk)
+    memory_runs(args, bank, sixteen)
+
+
+def memory_runs(args, bank, sixteen: list[int]) -> None:
     sizes = [int(s) for s in args.memory_records.split(",") if s.strip()]
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     if sizes:
         ids = ",".join(bank.ids[i] for i in sixteen)
         print("\n`dbtools vareffect` CLI, 16 models, the real SNVs repeated, .vcf.gz output:")
         for size in sorted(sizes):
-            memory_run(size, ids)
+            memory_run(size, ids, env)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ one clear line for each kind of bad input."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -16,6 +17,8 @@ import cyvcf2
 import numpy as np
 import pysam
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, shared_path
 from test_cli import assert_one_line_error, dbtools
@@ -425,3 +428,34 @@ def test_unsorted_input_gets_no_index(tmp_path, genome, vareffect):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.vcf.gz", "unsorted.vcf"]
     written = [ln.split("\t")[1] for ln in vcf.read_text().splitlines() if not ln.startswith("#")]
     assert [str(r.POS) for r in cyvcf2.VCF(str(out))] == written  # input order kept
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_pair_scores_property_on_real_loci(genome, models_engine, data):
+    """Random real loci of the SNV file, random substitutions/indels at random offsets, random options:
+    the pairs path equals scoring every window separately."""
+    from dbtools.encode import encode
+    from dbtools.pair_scores import score_pairs
+    from dbtools.score import ScoreOptions, score_codes
+
+    pos = data.draw(st.sampled_from(_snv_positions()))
+    ref = genome.fetch("20", pos - 51, pos + 50).upper()
+    alts = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, W - 1))
+        new = data.draw(st.text("ACGTN", min_size=0, max_size=3))
+        cut = data.draw(st.integers(0, 3))
+        alts.append((ref[:at] + new + ref[at + cut:] + ref)[:W])  # substitution, insertion or deletion
+    opts = ScoreOptions(window_size=data.draw(st.sampled_from([None, 12, 30, 101])), average=data.draw(st.booleans()))
+    codes_a = np.stack([encode(a) for a in alts])
+    r, a = score_pairs(models_engine, encode(ref)[None], codes_a, np.zeros(len(alts), dtype=np.int64), opts)
+    plain = score_codes(models_engine, [encode(ref)] + list(codes_a), opts)
+    np.testing.assert_allclose(r, plain[:1], atol=2e-6)
+    np.testing.assert_allclose(a, plain[1:], atol=2e-6)
+
+
+@functools.cache
+def _snv_positions() -> list[int]:
+    src = shared_path("vcf", "deepfind_derived_promoter_snvs_chr20_b37.vcf")
+    return [int(ln.split("\t")[1]) for ln in src.read_text().splitlines() if not ln.startswith("#")]

@@ -7,8 +7,9 @@ Two INFO layouts carry per-allele, per-model scores:
   than a letter, digit or ``_`` turned into ``_`` (D00328.003 -> DBT_D00328_003_DIFF), so that
   keys match the VCF spec and read plainly in `bcftools filter -i` expressions.
 * ``csq``: one String key ``DBT_CSQ`` (Number=.) in the style of VEP's CSQ: one
-  ``Allele|Model|Ref|Alt|Diff`` entry per ALT allele and model, comma-separated, with the
-  format in the header's Description (`bcftools +split-vep -a DBT_CSQ` reads it).
+  ``Allele|Model|Ref|Alt|Diff|`` entry per ALT allele and model, comma-separated, with the
+  format in the header's Description (`bcftools +split-vep -a DBT_CSQ` reads it; the last,
+  empty field is named Consequence because split-vep requires one).
 
 Outputs: '-' (plain VCF on stdout), ``.vcf``, ``.vcf.gz``/``.vcf.bgz`` (BGZF with a tabix
 index beside it) and ``.bcf`` (a text spool converted by cyvcf2, with any contig, INFO, FILTER
@@ -38,7 +39,8 @@ from .vcf_input import VcfHeader
 PREFIX = "DBT_"
 CSQ_KEY = "DBT_CSQ"
 MISMATCH_KEY = "DBT_REFMISMATCH"
-CSQ_FIELDS = ("Allele", "Model", "Ref", "Alt", "Diff")
+# a trailing empty Consequence: bcftools +split-vep (1.16 at least) requires a field of that name
+CSQ_FIELDS = ("Allele", "Model", "Ref", "Alt", "Diff", "Consequence")
 LAYOUTS = ("auto", "keys", "csq")
 KEYS_MAX_MODELS = 16  # auto layout: per-model keys up to this many models, one CSQ key beyond
 MISSING = "."
@@ -160,7 +162,7 @@ class InfoFormatter:
             if a is None:
                 continue
             for m, r, av, d in zip(self.models, ref_t, a.tolist(), (a - ref).tolist()):
-                entries.append(f"{allele}|{m.id}|{r}|{fmt % av}|{fmt % d}")
+                entries.append(f"{allele}|{m.id}|{r}|{fmt % av}|{fmt % d}|")
         return [f"{CSQ_KEY}=" + ",".join(entries)] if entries else []
 
 

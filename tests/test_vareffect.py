@@ -9,6 +9,8 @@ import gzip
 import io
 import os
 import re
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +216,7 @@ def test_multiallelic_symbolic_missing_contig_csq(tmp_path, genome, models_engin
     assert "2 symbolic (<...>)" in proc.stderr and "1 '*' (deletion spanning)" in proc.stderr
     vf = cyvcf2.VCF(str(out))
     desc = next(h for h in vf.header_iter() if h.type == "INFO" and h["ID"] == "DBT_CSQ")["Description"]
-    assert desc.endswith('Format: Allele|Model|Ref|Alt|Diff"') or desc.endswith("Format: Allele|Model|Ref|Alt|Diff")
+    assert desc.strip('"').endswith("Format: Allele|Model|Ref|Alt|Diff|Consequence")
     got = list(vf)
     assert [(r.CHROM, str(r.POS)) for r in got] == [w[:2] for w in records(src)]
     by_id = {r.ID or f"{r.CHROM}:{r.POS}": r for r in got}
@@ -224,7 +226,7 @@ def test_multiallelic_symbolic_missing_contig_csq(tmp_path, genome, models_engin
         return [] if csq is None else [e.split("|") for e in csq.split(",")]
 
     multi = entries(by_id["deepfind_derived_100906"])
-    assert [(e[0], e[1]) for e in multi] == [(a, m) for a in "GCT" for m in MODELS]
+    assert [(e[0], e[1], e[5]) for e in multi] == [(a, m, "") for a in "GCT" for m in MODELS]
     windows = [allele_window(genome, "20", 121412, 1, b) for b in "AGCT"]
     expected = score(models_engine, windows)
     for k, e in enumerate(multi):
@@ -459,3 +461,19 @@ def test_pair_scores_property_on_real_loci(genome, models_engine, data):
 def _snv_positions() -> list[int]:
     src = shared_path("vcf", "deepfind_derived_promoter_snvs_chr20_b37.vcf")
     return [int(ln.split("\t")[1]) for ln in src.read_text().splitlines() if not ln.startswith("#")]
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+def test_bcftools_reads_both_layouts(tmp_path, genome, vareffect):
+    src = str(DATA / "mixed_chr20.vcf")
+    keys, csq = tmp_path / "keys.vcf.gz", tmp_path / "csq.bcf"
+    assert vareffect(src, "-g", str(genome.path), "-m", "D00328.018", "-o", str(keys)).returncode == 0
+    assert vareffect(src, "-g", str(genome.path), "-m", "D00328.018", "--info-layout", "csq",
+                     "-o", str(csq)).returncode == 0
+    run = (lambda *a: subprocess.run(["bcftools", *a], capture_output=True, text=True, check=True).stdout)
+    assert len(run("view", "-H", str(keys)).splitlines()) == 10
+    diffs = run("query", "-i", "INFO/DBT_D00328_018_DIFF != 0", "-f", "%POS\\n", str(keys)).split()
+    assert "121412" in diffs
+    split = run("+split-vep", "-a", "DBT_CSQ", "-d", "-f", "%POS\\t%Allele\\t%Model\\t%Diff\\n", str(csq))
+    rows = [ln.split("\t") for ln in split.splitlines()]
+    assert [r[1] for r in rows if r[0] == "121412"] == ["G", "C", "T"]

@@ -17,8 +17,6 @@ from .encode import N
 from .forward import BankEngine, _sliding_max, _sliding_sum
 from .score import ScoreOptions
 
-STRIDED_FROM = 4  # whole-window scoring at this step or more: only the kept windows' edges are computed
-
 
 def window_count(length: int, window: int, step: int) -> int:
     """Windows of `window` bp placed every `step` bp from the start of `length` bases."""
@@ -54,10 +52,6 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
     for g in engine.groups:
         w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
-        if w == window and step >= STRIDED_FROM and w >= g.m:  # whole-window values, sparse windows
-            fwd, rev = _strided_scores(engine, g, x, w, step, nwin, batch_windows)
-            _store(g, fwd, rev, values, rc_won)
-            continue
         n_score = span + window - w  # scoring windows of length w inside the kept genomic windows
         wc, _ = engine._steps(g, 1, w, n_score)
         if batch_windows:
@@ -86,45 +80,6 @@ def _store(g, fwd: torch.Tensor, rev: torch.Tensor, values: np.ndarray, rc_won: 
     cols = g.bank_index.cpu().numpy()
     values[:, cols] = fwd.t().cpu().numpy()
     rc_won[:, cols] = won.t().cpu().numpy()
-
-
-def _strided_scores(engine: BankEngine, g, x: torch.Tensor, w: int, step: int, n: int,
-                    batch_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole-window scores of the n windows of length w at 0, step, ... of x [1, L] (w >= m):
-    forward [G, n], reverse [Grc, n]. The detector positions wholly inside a window are
-    convolved once for all windows (sliding max/sum); only the 2(m-1) positions that see the
-    window's N padding are computed per window. Cheaper than every stride-1 window when
-    windows are sparse (the engine's `_pooled`, without its per-window interior)."""
-    m, dev = g.m, x.device
-    inner, F = w - m + 1, g.weight.shape[1]
-    rel = torch.cat([torch.arange(-(m - 1), 0, device=dev), torch.arange(w - m + 1, w, device=dev)])
-    rel = rel[:, None] + torch.arange(m, device=dev)[None, :]  # [E, m] edge positions from the window start
-    inside = (rel >= 0) & (rel < w)
-    E = rel.shape[0]
-    per = max(1, engine.budget // (E * (4 * m + F) + 4 * step * F))
-    if batch_windows:
-        per = min(per, batch_windows)
-    fwd = torch.empty(g.size, n, device=dev)
-    rev = torch.empty(int(g.rc_local.numel()), n, device=dev)
-    for k0 in range(0, n, per):
-        k1 = min(n, k0 + per)
-        seg = x[0, k0 * step:(k1 - 1) * step + w]
-        z = engine._conv(g, seg.unfold(0, m, 1)).t()  # [F, filter starts]
-        span = (k1 - k0 - 1) * step + 1
-        mx = z.new_empty(F, span)
-        _sliding_max(z, inner, mx)
-        if g.avg:
-            total = z.new_empty(F, span)
-            _sliding_sum(z, inner, total)
-        starts = torch.arange(0, span, step, device=dev)
-        idx = starts[:, None, None] + rel.clamp(0, w - 1)[None]
-        ze = engine._conv(g, torch.where(inside, seg[idx], N))  # [nw, E, F]
-        pooled = torch.maximum(mx[:, ::step].t(), ze.amax(1))
-        mean = (total[:, ::step].t() + ze.sum(1)) / (w + m - 1) if g.avg else None
-        f, r = engine._dense(g, pooled, mean, g.live)
-        fwd[:, k0:k1] = f
-        rev[:, k0:k1] = r
-    return fwd, rev
 
 
 def _over_window(scores: torch.Tensor, n: int, average: bool, length: int) -> torch.Tensor:

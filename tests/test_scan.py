@@ -165,7 +165,8 @@ def test_unindexed_fasta_gets_an_index_and_stdout_bedgraph(tmp_path, small_genom
 def test_bed_hits_are_the_windows_at_or_above_threshold(tmp_path, small_genome, bank):
     fa, parts = small_genome
     out = io.StringIO()
-    _scan(tmp_path, fa, out_dir=None, stdout=out, chroms=["chrB"], options=ScanOptions(step=5, fmt="bed", threshold=0.5))
+    _scan(tmp_path, fa, out_dir=None, stdout=out, chroms=["chrB"],
+          options=ScanOptions(step=5, fmt="bed", threshold=0.5))
     sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
     codes = encode(parts["chrB"])
     want = direct(BankEngine(sub), codes, 101, 5, ScoreOptions())

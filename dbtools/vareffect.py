@@ -92,8 +92,9 @@ class VarEffectSummary:
     models: int = 0
 
     def lines(self) -> list[str]:
+        models = f"{self.models} model{'' if self.models == 1 else 's'}"
         out = [f"{self.records:,} records, {self.annotated:,} annotated; {self.alleles_scored:,} ALT alleles scored "
-               f"with {self.models} models ({self.layout} layout); {self.mismatches:,} REF mismatches"]
+               f"with {models} ({self.layout} layout); {self.mismatches:,} REF mismatches"]
         if self.skipped:
             out.append("records passed through unannotated: " + ", ".join(
                 f"{n:,} {why}" for why, n in self.skipped.most_common()))

@@ -88,18 +88,36 @@ class PartStore:
     def layout(self, index: int) -> dict:
         return json.loads((self.chrom_dir(index) / "layout.json").read_text())
 
-    def values(self, index: int, model: int) -> np.ndarray:
-        """The window values of one model on one contig (memory-mapped, float32)."""
+    def values(self, index: int, model: int) -> "FloatFile":
+        """The window values of one model on one contig (float32, read when sliced into an array)."""
         path = self.chrom_dir(index) / f"model{model:05d}.f32"
-        if path.stat().st_size == 0:
-            return np.empty(0, dtype=np.float32)
-        return np.memmap(path, dtype=np.float32, mode="r")
+        return FloatFile(path, 0, path.stat().st_size // 4)
 
     def hits_path(self, index: int) -> Path:
         return self.chrom_dir(index) / "hits.bed"
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class FloatFile:
+    """float32 values [start, start + count) of a raw file, read only when turned into an array
+    (np.asarray), so long contigs are assembled a block at a time without mapping whole files."""
+
+    def __init__(self, path: Path, start: int, count: int):
+        self.path, self.start, self.count = path, start, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, item: slice) -> "FloatFile":
+        a, b, step = item.indices(self.count)
+        assert step == 1
+        return FloatFile(self.path, self.start + a, max(0, b - a))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.fromfile(self.path, dtype=np.float32, count=self.count, offset=4 * self.start)
+        return out if dtype is None else out.astype(dtype)
 
 
 class ChromPart:

@@ -1,7 +1,8 @@
 """Track writers: BigWig (pyBigWig), bedGraph and BED lines, from runs of window values.
 
-A run is (chrom, first, step, values): values[k] describes bases [first + k*step, first + (k+1)*step);
-NaN values are gaps and are not written. BigWig files are written under a temporary name and
+A run is (chrom, first, step, values): values[k] describes bases [first + k*step, first + (k+1)*step)
+(values: an array, or a lazy reader that np.asarray turns into one); NaN values are gaps and
+are not written. BigWig files are written under a temporary name and
 renamed when complete (dbtools/atomic.py).
 """
 
@@ -37,10 +38,10 @@ def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: I
         try:
             bw.addHeader([(c, int(n)) for c, n in header], maxZooms=10)
             for chrom, first, step, values in runs:
-                for a, b in finite_runs(values):
-                    for c in range(a, b, _BLOCK):  # bounded memory for long runs
-                        d = min(b, c + _BLOCK)
-                        bw.addEntries(chrom, int(first + c * step), values=np.asarray(values[c:d], dtype=np.float64),
+                for c in range(0, len(values), _BLOCK):  # a block at a time: bounded memory for long contigs
+                    block = np.asarray(values[c:c + _BLOCK], dtype=np.float64)
+                    for a, b in finite_runs(block):
+                        bw.addEntries(chrom, int(first + (c + a) * step), values=block[a:b],
                                       span=int(step), step=int(step))
         finally:
             bw.close()

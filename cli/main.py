@@ -11,7 +11,7 @@ import typer
 from dbtools import __version__
 from dbtools.errors import DbtoolsError
 
-from . import bank, calibrate, evaluate, import_deepbind, models, scan, score, train, vareffect
+from . import bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect
 from .errors import report
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(bank.app, name="bank")
+app.command("mutmap")(mutmap.mutmap)
 app.command("scan")(scan.scan)
 app.command("merge-tracks")(scan.merge_tracks)
 app.command("vareffect")(vareffect.vareffect)

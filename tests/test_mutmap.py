@@ -1,0 +1,230 @@
+"""`dbtools mutmap`: fast maps equal brute-force `score_codes` on every mutant; outputs, figures, errors."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import shared_path
+from dbtools.encode import encode
+from dbtools.forward import BankEngine
+from dbtools.genome import Genome
+from dbtools.mutmap import MutationMapper, brute_force_scores, mutation_map
+from dbtools.score import ScoreOptions, score_codes
+from dbtools.select import open_selected
+from test_cli import CTCF_PEAK, assert_one_line_error, dbtools
+from test_forward import pick_architectures
+
+CTCF_MODEL = "D00328.003"  # CTCF, SELEX, 16x20 max hidden32 rc
+
+
+@pytest.fixture(scope="module")
+def mixed(bank):
+    """One published model of every architecture class, with an engine and a mapper."""
+    sub = bank.subset(pick_architectures(bank))
+    return sub, BankEngine(sub, "cpu"), MutationMapper(sub, "cpu")
+
+
+@pytest.fixture(scope="module")
+def real_sequences():
+    """Real sequences: ENCODE ChIP-seq peaks (101 bp) and CTCF peak windows cut from chr20."""
+    seqs = []
+    for path in sorted(shared_path("encode").glob("*_AC.seq.gz"))[:3]:
+        with gzip.open(path, "rt") as fh:
+            next(fh)
+            seqs += [next(fh).split("\t")[2] for _ in range(3)]
+    bed = shared_path("peaks", "Gm12878.CTCF.top500.w200.bed").read_text().splitlines()
+    with Genome(shared_path("genome", "20.fa.gz")) as g:
+        for line in [ln for ln in bed if ln.startswith("chr20\t")][:4]:
+            _, start, end = line.split("\t")[:3]
+            seqs.append(g.fetch(g.require("chr20", "test"), int(start), int(end)))
+    return seqs
+
+
+def brute_at(engine, codes: np.ndarray, positions: list[int], options: ScoreOptions) -> np.ndarray:
+    """score_codes on the 4 variants of each of `positions`: [len(positions), 4, M]."""
+    variants = []
+    for i in positions:
+        for b in range(4):
+            v = codes.copy()
+            v[i] = b
+            variants.append(v)
+    return score_codes(engine, variants, options).reshape(len(positions), 4, -1)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), window=st.sampled_from([None, None, 8, 30, 60]), average=st.booleans())
+def test_fast_maps_equal_brute_force_on_real_sequences(mixed, real_sequences, data, window, average):
+    sub, engine, mapper = mixed
+    seq = data.draw(st.sampled_from(real_sequences))
+    length = data.draw(st.integers(1, min(150, len(seq))))
+    start = data.draw(st.integers(0, len(seq) - length))
+    codes = encode(seq[start:start + length])
+    options = ScoreOptions(window_size=window, average=average)
+    wt, mut = mapper.scores(codes, options)
+    np.testing.assert_allclose(wt, score_codes(engine, [codes], options)[0], atol=1e-4, rtol=0)
+    positions = sorted(set(data.draw(st.lists(st.integers(0, length - 1), min_size=1, max_size=6))))
+    np.testing.assert_allclose(mut[positions], brute_at(engine, codes, positions, options), atol=1e-4, rtol=0)
+
+
+def test_whole_map_equals_brute_force_every_architecture(mixed, real_sequences):
+    """Every one of the 4L variants of a 101-bp ENCODE peak, default scoring."""
+    sub, engine, mapper = mixed
+    codes = encode(real_sequences[0])
+    archs = {(a.detector_len, a.avg_pooling, a.num_hidden, a.reverse_complement)
+             for a in (m.info.arch for m in sub.models)}
+    assert len(archs) == len(sub) and len(sub) >= 10
+    wt, mut = mapper.scores(codes)
+    np.testing.assert_allclose(mut, brute_force_scores(engine, codes), atol=1e-4, rtol=0)
+
+
+def test_small_budget_and_long_sequence_give_the_same_maps(mixed):
+    """Chunking over windows, offsets and window blocks changes nothing; 2 kb needs no length limit."""
+    sub, engine, mapper = mixed
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 5, size=2000).astype(np.int8)
+    tight = MutationMapper(sub, "cpu", budget=30_000)
+    for options in (ScoreOptions(), ScoreOptions(average=True), ScoreOptions(window_size=70)):
+        wt, mut = tight.scores(codes[:160], options)
+        np.testing.assert_allclose(mut, mapper.scores(codes[:160], options)[1], atol=2e-5, rtol=0)
+    few = sub.subset([0, len(sub) // 2, len(sub) - 1])
+    wt, mut = MutationMapper(few, "cpu").scores(codes)
+    positions = [0, 1, 999, 1998, 1999]
+    np.testing.assert_allclose(mut[positions], brute_at(BankEngine(few), codes, positions, ScoreOptions()),
+                               atol=1e-4, rtol=0)
+
+
+def test_delta_semantics_reference_zero_deepbind_scale_and_class_prob(mixed):
+    sub, engine, mapper = mixed
+    codes = encode(CTCF_PEAK[:60] + "N" + CTCF_PEAK[61:])
+    plain = mutation_map(mapper, codes)
+    ref = np.flatnonzero(codes < 4)
+    assert (plain.delta[ref, codes[ref]] == 0).all()
+    assert (plain.delta[60] != 0).any()  # at an N every base is a substitution
+    np.testing.assert_allclose(plain.delta, plain.mutant - plain.wild_type, atol=1e-6)
+    scaled = mutation_map(mapper, codes, scale="deepbind")
+    factor = np.maximum(0, np.maximum(plain.wild_type, plain.mutant))
+    np.testing.assert_allclose(scaled.delta, plain.delta * factor, atol=1e-5)
+    both_low = (plain.wild_type <= 0) & (plain.mutant <= 0)
+    assert both_low.any() and (scaled.delta[both_low] == 0).all()
+    prob = mutation_map(mapper, codes, ScoreOptions(class_prob=True))
+    sig = lambda v: 1 / (1 + np.exp(-v.astype(np.float64)))  # noqa: E731
+    np.testing.assert_allclose(prob.delta[ref[:5]], (sig(plain.mutant) - sig(plain.wild_type))[ref[:5]], atol=1e-6)
+
+
+def test_cli_tsv_and_npz_hold_the_map(tmp_path):
+    fa = tmp_path / "in.fa"
+    fa.write_text(f">peak/1 CTCF\n{CTCF_PEAK}\n>short\nACGTTGCA\n")
+    out = tmp_path / "maps"
+    proc = dbtools("mutmap", str(fa), "-m", f"{CTCF_MODEL},D00001.001", "-f", "tsv,npz", "-o", str(out),
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}.{m}.{e}" for s in ("peak_1", "short") for m in (CTCF_MODEL, "D00001.001")
+                           for e in ("tsv", "npz"))
+    lines = (out / f"peak_1.{CTCF_MODEL}.tsv").read_text().splitlines()
+    assert lines[0].startswith("# dbtools mutmap: delta = score(mutant) - score(wild type)")
+    assert lines[2] == "position\tref\tA\tC\tG\tT"
+    rows = [ln.split("\t") for ln in lines[3:]]
+    assert len(rows) == len(CTCF_PEAK) and "".join(r[1] for r in rows) == CTCF_PEAK
+    tsv = np.array([[float(v) for v in r[2:]] for r in rows])
+    one = open_selected(None, [CTCF_MODEL])
+    codes = encode(CTCF_PEAK)
+    want = brute_force_scores(BankEngine(one), codes)[:, :, 0] - score_codes(BankEngine(one), [codes], ScoreOptions())[0, 0]
+    want[np.arange(len(codes)), codes] = 0
+    np.testing.assert_allclose(tsv, want, atol=1e-4)
+    z = np.load(out / f"peak_1.{CTCF_MODEL}.npz")
+    np.testing.assert_allclose(z["delta"], tsv, atol=1e-6)
+    assert str(z["sequence"]) == CTCF_PEAK and str(z["model"]) == CTCF_MODEL and str(z["protein"]) == "CTCF"
+
+
+def test_cli_regions_carry_genomic_coordinates(tmp_path):
+    genome = shared_path("genome", "20.fa.gz")
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr20\t1000000\t1000030\tsite1\n")
+    proc = dbtools("mutmap", "--regions", str(bed), "--genome", str(genome), "-m", CTCF_MODEL, "-f", "tsv,npz",
+                   "-o", str(tmp_path / "o"), "--scale", "deepbind", "--window-size", "20", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "o" / f"site1.{CTCF_MODEL}.tsv").read_text().splitlines()
+    assert "chr20:1000000-1000030" in lines[1] and "deepbind" not in lines[2]
+    assert "max(0, wild type, mutant)" in lines[0] and "window 20" in lines[0]
+    assert lines[2].split("\t")[:4] == ["position", "chrom", "coordinate", "ref"]
+    first, last = lines[3].split("\t"), lines[-1].split("\t")
+    with Genome(genome) as g:
+        seq = g.fetch("20", 1_000_000, 1_000_030).upper()
+    assert first[:4] == ["1", "chr20", "1000001", seq[0]] and last[:4] == ["30", "chr20", "1000030", seq[-1]]
+    z = np.load(tmp_path / "o" / f"site1.{CTCF_MODEL}.npz")
+    assert (str(z["contig"]), int(z["start"]), int(z["end"])) == ("chr20", 1_000_000, 1_000_030)
+
+
+def png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_figures_png_and_svg_for_a_ctcf_peak(tmp_path):
+    from dbtools.mutmap_plot import DPI, figure_size
+
+    fa = tmp_path / "peak.fa"
+    fa.write_text(f">ctcf_peak\n{CTCF_PEAK}\n")
+    proc = dbtools("mutmap", str(fa), "-m", CTCF_MODEL, "-f", "png", "-f", "svg", "-o", str(tmp_path),
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    png, svg = tmp_path / f"ctcf_peak.{CTCF_MODEL}.png", tmp_path / f"ctcf_peak.{CTCF_MODEL}.svg"
+    w, h = figure_size(len(CTCF_PEAK))
+    assert png_size(png) == (round(w * DPI), round(h * DPI))
+    assert png.stat().st_size > 10_000  # letters, heatmap, colour bar: not a blank canvas
+    from matplotlib.image import imread
+
+    pixels = imread(png)[..., :3]
+    colours = {tuple(np.round(p, 1)) for p in pixels.reshape(-1, 3)[::7]}
+    assert len(colours) > 50  # diverging colours and coloured letters
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and text.rstrip().endswith("</svg>")
+    size = re.search(r'<svg[^>]*width="([0-9.]+)pt"[^>]*height="([0-9.]+)pt"', text)
+    assert size and float(size[1]) == pytest.approx(w * 72, abs=0.01) and float(size[2]) == pytest.approx(h * 72, abs=0.01)
+    assert text.count("<path") > 50 and "<image" in text  # letter outlines and the heatmap
+
+
+def test_figure_wraps_long_sequences():
+    from dbtools.mutmap_plot import ROW_MAX, draw, figure_size, rows_of
+
+    assert rows_of(20) == (1, 20) and rows_of(101) == (1, 101) and rows_of(1000)[0] == 9
+    assert rows_of(1000)[1] <= ROW_MAX
+    w20, h20 = figure_size(20)
+    w1k, h1k = figure_size(1000)
+    assert 6 < w20 < 12 and 8 < w1k < 14 and h1k > 4 * h20
+    rng = np.random.default_rng(0)
+    fig = draw(rng.normal(size=(1000, 4)), "".join(rng.choice(list("ACGT"), 1000)), title="wrap")
+    assert len(fig.axes) == 2 * 9 + 1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_bad_inputs_one_line_each(tmp_path):
+    genome = str(shared_path("genome", "20.fa.gz"))
+    fa = tmp_path / "empty.fa"
+    fa.write_text(">a\nACGT\n>b\n>c\nACGT\n")
+    o = str(tmp_path / "o")
+    assert_one_line_error(dbtools("mutmap", str(fa), "-o", o, "-m", CTCF_MODEL), 1, "record 2", "no sequence")
+    assert_one_line_error(dbtools("mutmap", "-", "-o", o, "-m", CTCF_MODEL, stdin="ACGT\nACXT\n"), 1,
+                          "sequence 2", "'X'")
+    bed = tmp_path / "past.bed"
+    bed.write_text("chr20\t63025000\t63025600\n")
+    assert_one_line_error(dbtools("mutmap", "--regions", str(bed), "--genome", genome, "-o", o, "-m", CTCF_MODEL),
+                          1, "line 1", "past the end", "63,025,520")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(dbtools("mutmap", "-o", str(blocker / "maps"), "-m", CTCF_MODEL, stdin="ACGT\n"), 1,
+                          "cannot create output folder")
+    assert_one_line_error(dbtools("mutmap", "-o", str(blocker), "-m", CTCF_MODEL, stdin="ACGT\n"), 1,
+                          "is a file")
+    assert_one_line_error(dbtools("mutmap", "-o", o, "-f", "jpg", "-m", CTCF_MODEL, stdin="ACGT\n"), 2, "--format")

@@ -39,7 +39,8 @@ def vareffect(
         help="REF differs from the genome: warn = score with the genome's bases and set DBT_REFMISMATCH; "
              "skip = flag, leave unscored; error = stop.")] = "warn",
     device: options.Device = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records scored per batch (memory grows with it, not with the VCF).")] = 1024,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Records scored per batch (memory grows with it, not with the VCF).")] = 1024,
 ) -> None:
     """Score each ALT allele of a VCF: REF, ALT and DIFF = ALT - REF per model, as INFO fields.
 

@@ -209,7 +209,9 @@ class MutationMapper:
         H = s.heads
         dev = x.device
         wt_win = torch.empty(P, H, device=dev)
-        acc = torch.full((L, 4, H), -torch.inf, device=dev) if not average else torch.zeros(L, 4, H, device=dev)
+        # a mutant per slot: without N, the 3 other bases (x_i + 1, + 2, + 3 mod 4); with N, all 4 bases
+        S = 3 if int(x.max()) < 4 else 4
+        acc = torch.full((L, S, H), -torch.inf, device=dev) if not average else torch.zeros(L, S, H, device=dev)
         # windows per block: their pre-activations, prefix and suffix maxima fit the budget
         nb = max(1, min(P, self.budget // (4 * Q * C)))
         for pa in range(0, P, nb):
@@ -233,7 +235,14 @@ class MutationMapper:
             rest = torch.maximum(pre[lo], suf[hi])
             per_head = torch.maximum(acc, rest[:, None, :]).double()
             wt_head = wt_win.amax(0).double()
-        return _models_of(s, wt_head), _models_of(s, per_head)
+        wt_model, slots = _models_of(s, wt_head), _models_of(s, per_head)
+        if S == 4:
+            return wt_model, slots
+        mut = slots.new_empty(L, 4, s.size)
+        mut[i, x] = wt_model
+        for r in range(3):
+            mut[i, (x + r + 1) % 4] = slots[:, r]
+        return wt_model, mut
 
     def _preact(self, s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int, out: torch.Tensor) -> None:
         """Pre-activations of windows pa..pb-1, each padded with m-1 N on its own: out [n, Q, C]."""
@@ -265,12 +274,13 @@ class MutationMapper:
         wt_win[pa:pb] = _heads(s, _pooled_block(pre[:, Q], None if total is None else total / Q))
         del R
         # rows W[j, b] in j' = m-1-j order: [4, m, C]; and W[j, x_i] of any base code (N = the mean): [5, m, C]
-        rows = s.flipped.permute(1, 0, 2)
+        rows = s.flipped.permute(1, 0, 2).contiguous()
         by_code = torch.cat([rows, rows.mean(0, keepdim=True)])
-        wx = by_code.index_select(0, x[pa:pb + wl - 1])  # [n + wl - 1, m, C]: W[j, x_i] for i = pa ..
         # the mutation at offset t of window p (i = p + t) changes positions q = t .. t+m-1 of it,
         # where row j = m-1-(q-t) of the filter reads base i: V[p, t, j'] = A[p, t + j']
-        per_window = 4 * m * C
+        S = acc.shape[1]
+        shift = torch.arange(1, 4, device=x.device)
+        per_window = S * m * C
         nt = max(1, min(wl, self.budget // per_window))
         npw = max(1, min(n, self.budget // (nt * per_window)))
         H = s.heads
@@ -280,8 +290,15 @@ class MutationMapper:
                 b = min(n, a + npw)
                 k, w = b - a, t1 - t0
                 V = A.as_strided((k, w, m, C), (Q * C, C, C, 1), A.storage_offset() + (a * Q + t0) * C)
-                X = wx.as_strided((k, w, m, C), (m * C, m * C, C, 1), wx.storage_offset() + (a + t0) * m * C)
-                U = (V - X)[:, :, None] + rows  # [k, w, 4, m, C]
+                i0 = pa + a + t0
+                xi = x[i0:i0 + k + w - 1]
+                # D[i, slot] = W[j, b] - W[j, x_i] for the slot's base b (rows in j' order)
+                if S == 3:
+                    alt = (xi[:, None] + shift) % 4
+                    D = rows.index_select(0, alt.reshape(-1)).view(-1, 3, m, C) - rows.index_select(0, xi)[:, None]
+                else:
+                    D = (rows[None] - by_code.index_select(0, xi)[:, None]).contiguous()
+                U = V[:, :, None] + D.as_strided((k, w, S, m, C), (S * m * C, S * m * C, m * C, C, 1))
                 # unchanged positions: before t and from t + m on (rectified, so >= 0: no clamp needed)
                 E = torch.maximum(pre[a:b, t0:t1], suf[a:b, t0 + m:t1 + m])  # [k, w, C]
                 mx = torch.maximum(U.amax(3), E[:, :, None])
@@ -290,13 +307,12 @@ class MutationMapper:
                     rest = total[a:b, None] - V.clamp(min=0).sum(2)  # [k, w, C]
                     mean = (U.clamp_(min=0).sum(3) + rest[:, :, None]).div_(Q).reshape(-1, C)
                 del U
-                sc = _heads(s, _pooled_block(mx.reshape(-1, C), mean)).reshape(k, w, 4 * H)
+                sc = _heads(s, _pooled_block(mx.reshape(-1, C), mean)).reshape(k, w, S * H)
                 # window p with offset t holds mutation i = p + t: skew so each i is one row
                 fill = 0.0 if average else -torch.inf
-                skew = sc.new_full((k + w - 1, w, 4 * H), fill)
-                skew.as_strided((k, w, 4 * H), ((w) * 4 * H, (w + 1) * 4 * H, 1)).copy_(sc)
-                i0 = pa + a + t0
-                part = (skew.sum(1) if average else skew.amax(1)).view(-1, 4, H)
+                skew = sc.new_full((k + w - 1, w, S * H), fill)
+                skew.as_strided((k, w, S * H), (w * S * H, (w + 1) * S * H, 1)).copy_(sc)
+                part = (skew.sum(1) if average else skew.amax(1)).view(-1, S, H)
                 if average:
                     acc[i0:i0 + k + w - 1] += part
                 else:

@@ -11,7 +11,7 @@ import typer
 from dbtools import __version__
 from dbtools.errors import DbtoolsError
 
-from . import bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect
+from . import bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect, vcf
 from .errors import report
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.command("mutmap")(mutmap.mutmap)
 app.command("scan")(scan.scan)
 app.command("merge-tracks")(scan.merge_tracks)
 app.command("vareffect")(vareffect.vareffect)
+app.add_typer(vcf.app, name="vcf")
 
 
 def run() -> None:

@@ -21,9 +21,10 @@ Exact and fast, without scoring 3L mutant sequences:
   wild-type sum with the affected windows' scores swapped).
 
 All models of one architecture are stacked into one set of columns (forward detectors, then
-the flipped detectors of reverse-complement models, as in `forward.BankEngine`), all 4 bases
-of a chunk of positions are evaluated together, and work is chunked over windows and
-positions so memory stays within a budget for any sequence length.
+the flipped detectors of reverse-complement models, as in `forward.BankEngine`); the three
+other bases of every position (all four at an `N`) and every window offset of a chunk of
+windows are evaluated together, and work is chunked over windows and offsets in cache-sized
+steps, so memory stays within a budget for any sequence length.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def train(
     hidden: Annotated[int, typer.Option("--hidden", min=0, help="Hidden units (0 or 32 in DeepBind).")] = Hyper.num_hidden,
     pooling: Annotated[str, typer.Option("--pooling", help="max|maxavg")] = "max",
     learning_rate: Annotated[Optional[float], typer.Option(
-        "--learning-rate", help="Default: 0.05 for classification, 0.005 for regression.")] = None,
+        "--learning-rate", help="Default: 0.02 for classification, 0.005 for regression.")] = None,
     momentum: Annotated[float, typer.Option("--momentum")] = Hyper.momentum,
     dropout: Annotated[float, typer.Option("--dropout", min=0, max=0.9)] = Hyper.dropout,
     device: options.Device = "auto",

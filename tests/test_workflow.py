@@ -191,6 +191,19 @@ def test_rerun_finds_nothing_to_do(workflow_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+GPU_RULES = {"calibrate_group", "scan_shard", "vareffect_shard"}
+
+
+def job_resources(out: str) -> dict[str, list[str]]:
+    """rule -> the resources line of each of its jobs in a dry run's output."""
+    found: dict[str, list[str]] = {}
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0].strip()
+        line = next((ln.strip() for ln in block.splitlines() if ln.strip().startswith("resources:")), "")
+        found.setdefault(rule, []).append(line)
+    return found
+
+
 def test_slurm_profile_dry_run_places_gpu_jobs(inputs, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     write_config(tmp_path, inputs, calibrate=True)
@@ -204,18 +217,36 @@ def test_slurm_profile_dry_run_places_gpu_jobs(inputs, tmp_path):
     assert counts["calibrate_group"] == 2 and counts["scan_shard"] == 4 and counts["vareffect_shard"] == 2
     assert counts["merge_calibrated_banks"] == 1 and counts["concat_vcf"] == 1
     assert counts["merge_tracks_models0001"] == 1 and counts["merge_tracks_models0002"] == 1
-    blocks = out.split("\nrule ")
-    gpu_rules = {"calibrate_group", "scan_shard", "vareffect_shard"}
-    seen = set()
-    for block in blocks[1:]:
-        rule = block.split(":", 1)[0].strip()
-        resources = next((ln for ln in block.splitlines() if ln.strip().startswith("resources:")), "")
-        if rule in gpu_rules:
-            seen.add(rule)
-            assert "gpu=1" in resources and "slurm_partition=gpu" in resources, block
-        elif rule != "all" and resources:
-            assert "gpu=1" not in resources, block
-    assert seen == gpu_rules
+    resources = job_resources(out)
+    assert set(resources) >= GPU_RULES
+    for rule, lines in resources.items():
+        for line in lines:
+            if rule in GPU_RULES:
+                assert "gpu=1" in line and "slurm_partition=gpu" in line, (rule, line)
+            else:
+                assert "gpu=1" not in line, (rule, line)
+
+
+def test_config_gpu_and_container(inputs, tmp_path):
+    """gpu: true gives the GPU-capable rules gpu=1; the container image is used under
+    --sdm apptainer (a stand-in apptainer on PATH: the dry run only asks its version)."""
+    write_config(tmp_path, inputs, calibrate=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apptainer").write_text("#!/bin/sh\necho 'apptainer version 1.3.0'\n")
+    (fake / "apptainer").chmod(0o755)
+    image = "docker://ghcr.io/example/dbtools:cuda"
+    env = {**ENV, "PATH": f"{fake}{os.pathsep}{ENV.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml", "--dry-run",
+           "--sdm", "apptainer", "--config", "gpu=true", f"container={image}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert f"image {image} will be pulled" in out
+    resources = job_resources(out)
+    for rule in GPU_RULES:
+        assert resources[rule] and all("gpu=1" in line for line in resources[rule]), rule
+    assert all("gpu=1" not in line for line in resources["merge_calibrated_banks"])
 
 
 def test_killed_run_restarts_to_the_same_outputs(inputs, single_machine, tmp_path):

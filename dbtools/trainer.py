@@ -87,6 +87,35 @@ def group_key(h: Hyper) -> tuple[int, bool, int]:
 DEFAULT_HIDDEN = 32
 
 
+class _MaxResponse(torch.autograd.Function):
+    """A detector's response at its argmax window, as a function of the weights.
+
+    The value comes from the convolution (computed without autograd); the gradient is the
+    window's one-hot codes (N = 0.25 per base), scattered into the weight rows directly,
+    so no [windows x 4m] tensor is ever built.
+    """
+
+    @staticmethod
+    def forward(ctx, wcat, thr, value, window_codes):  # [G, 4m, E], [G, E], [G, B, E], [G, B, E, m]
+        ctx.save_for_backward(window_codes)
+        ctx.m = window_codes.shape[-1]
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # grad [G, B, E]
+        (codes,) = ctx.saved_tensors
+        G, B, E = grad.shape
+        m = ctx.m
+        # flat row (offset j, base or N) x E + detector of every term: j*5*E + e + code*E
+        first = torch.arange(E, device=grad.device)[:, None] + torch.arange(m, device=grad.device) * (5 * E)
+        slot = torch.add(first, codes.long(), alpha=E)
+        acc = torch.zeros(G, m * 5 * E, device=grad.device, dtype=grad.dtype)
+        acc.scatter_add_(1, slot.reshape(G, -1), grad[..., None].expand(G, B, E, m).reshape(G, -1))
+        acc = acc.view(G, m, 5, E)
+        d_w = (acc[:, :, :4] + 0.25 * acc[:, :, 4:]).reshape(G, 4 * m, E)
+        return d_w, grad.sum(1), None, None
+
+
 class GroupParams:
     """Stacked parameters of G models sharing detector length and pooling, with optimizer state.
 
@@ -183,11 +212,12 @@ class GroupParams:
                                                thr.detach().reshape(-1), groups=G).view(B, G, 2 * D, P)
                 if ragged:
                     z.masked_fill_(~valid.transpose(0, 1)[:, :, None, :], -torch.inf)
-                at = z.argmax(-1).transpose(0, 1)  # [G, B, 2D]
+                top, at = z.max(-1)
+                top, at = top.transpose(0, 1), at.transpose(0, 1)  # [G, B, 2D]
             else:
                 x = oh.unfold(2, m, 1).reshape(G, B * P, 4 * m)
                 z = torch.baddbmm(thr.detach()[:, None, :], x, w_bj.detach()).view(G, B, P, 2 * D)
-                at = (z.masked_fill(~valid[..., None], -torch.inf) if ragged else z).argmax(2)  # [G, B, 2D]
+                top, at = (z.masked_fill(~valid[..., None], -torch.inf) if ragged else z).max(2)  # [G, B, 2D]
                 active = z > 0
                 if ragged:
                     active &= valid[..., None]
@@ -197,10 +227,9 @@ class GroupParams:
                 count = active.sum(2)  # [G, B, 2D]
                 del x
             del z, oh
-        idx = at[..., None] + torch.arange(m, device=codes.device)  # [G, B, 2D, m]
-        best = one_hot(codes.gather(2, idx.reshape(G, B, -1)).view(G, B, 2 * D, m)).reshape(G, B, 2 * D, 4 * m)
-        wt = wcat.transpose(1, 2)[:, None]  # [G, 1, 2D, 4m]
-        pooled = ((best * wt).sum(-1) + thr[:, None, :]).clamp(min=0)  # [G, B, 2D]
+            idx = at[..., None] + torch.arange(m, device=codes.device)  # [G, B, 2D, m]
+            best = codes.gather(2, idx.reshape(G, B, -1)).view(G, B, 2 * D, m)  # codes of each argmax window
+        pooled = _MaxResponse.apply(wcat, thr, top, best).clamp(min=0)  # [G, B, 2D]
         if self.avg:
             mean = ((summed * w_bj.transpose(1, 2)[:, None]).sum(-1) + thr[:, None, :] * count) / positions[:, :, None]
             pooled = torch.stack([pooled, mean], -1)  # [G, B, 2D, 2]: max, avg interleaved per detector

@@ -37,7 +37,8 @@ def snakemake(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.Com
     return proc
 
 
-def write_config(folder: Path, inputs: dict, calibrate: bool, models_per_group: int = 1, vcf: bool = True) -> None:
+def write_config(folder: Path, inputs: dict, calibrate: bool, models_per_group: int = 1, vcf: bool = True,
+                 shards: int = 2) -> None:
     import yaml
 
     cfg = {
@@ -45,9 +46,9 @@ def write_config(folder: Path, inputs: dict, calibrate: bool, models_per_group: 
         "device": "cpu",
         "calibrate": {"spec": str(inputs["spec"]) if calibrate else "", "group_size": 1, "options": CAL_OPTIONS},
         "scan": {"genomes": {"slice": str(inputs["fasta"])}, "models": SCAN_MODELS, "models_per_group": models_per_group,
-                 "shards": 2, "options": "--step 50"},
+                 "shards": shards, "options": "--step 50"},
         "vareffect": {"vcfs": {"snvs": str(inputs["vcf"])} if vcf else {}, "genome": str(inputs["genome"]),
-                      "models": SCAN_MODELS, "shards": 2},
+                      "models": SCAN_MODELS, "shards": shards},
         "resources": {k: {"threads": 1} for k in ("calibrate", "scan", "vareffect")},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -275,6 +276,13 @@ def test_killed_run_restarts_to_the_same_outputs(inputs, single_machine, tmp_pat
     assert 0 < len(left) < full and "scan_model_group" not in left and "merge_tracks_models0001" in left
     snakemake("--cores", "2", "--rerun-incomplete", cwd=tmp_path)
     assert_same_outputs(results, single_machine, calibrate=False, models_per_group=2, vcf=False)
+
+
+def test_one_shard_each(inputs, single_machine, tmp_path):
+    """shards: 1 (no merge step in dbtools): the scan job's own tracks and the one scored VCF."""
+    write_config(tmp_path, inputs, calibrate=False, models_per_group=2, shards=1)
+    snakemake("--cores", "2", cwd=tmp_path)
+    assert_same_outputs(tmp_path / "results", single_machine, calibrate=False, models_per_group=2)
 
 
 def jobs_to_run(proc: subprocess.CompletedProcess) -> list[str]:

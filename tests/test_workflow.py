@@ -47,8 +47,10 @@ def write_config(folder: Path, inputs: dict, calibrate: bool, models_per_group: 
         "calibrate": {"spec": str(inputs["spec"]) if calibrate else "", "group_size": 1, "options": CAL_OPTIONS},
         "scan": {"genomes": {"slice": str(inputs["fasta"])}, "models": SCAN_MODELS, "models_per_group": models_per_group,
                  "shards": shards, "options": "--step 50"},
+        # with a calibration, the variants are scored with the bank it trains
         "vareffect": {"vcfs": {"snvs": str(inputs["vcf"])} if vcf else {}, "genome": str(inputs["genome"]),
-                      "models": SCAN_MODELS, "shards": shards},
+                      "bank": "calibrated" if calibrate else "", "models": [] if calibrate else SCAN_MODELS,
+                      "shards": shards},
         "resources": {k: {"threads": 1} for k in ("calibrate", "scan", "vareffect")},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -108,6 +110,8 @@ def single_machine(inputs, tmp_path_factory):
                      "--out-dir", str(folder / "tracks"), "--device", "cpu"])
     commands.append(["vareffect", str(inputs["vcf"]), "-g", str(inputs["genome"]), "-m", ",".join(SCAN_MODELS),
                      "-o", str(folder / "snvs.dbt.vcf.gz"), "--device", "cpu"])
+    commands.append(["vareffect", str(inputs["vcf"]), "-g", str(inputs["genome"]), "-b", "calibrated.bank",
+                     "-o", str(folder / "snvs.calibrated.dbt.vcf.gz"), "--device", "cpu"])
     run_commands(commands, folder)
     return folder
 
@@ -172,7 +176,7 @@ def assert_same_outputs(results: Path, single: Path, calibrate: bool, models_per
     got = results / "vareffect" / "snvs.dbt.vcf.gz"
     assert Path(str(got) + ".tbi").is_file()
     head, recs = vcf_lines(got)
-    want_head, want_recs = vcf_lines(single / "snvs.dbt.vcf.gz")
+    want_head, want_recs = vcf_lines(single / ("snvs.calibrated.dbt.vcf.gz" if calibrate else "snvs.dbt.vcf.gz"))
     assert len(recs) == 200 and recs == want_recs
     assert head == want_head
 

@@ -322,3 +322,14 @@ def test_vcf_split_and_concat_errors(inputs, tmp_path):
     with pytest.raises(DbtoolsError, match="part0002.vcf: header line"):
         concat_vcfs([str(a), str(b)], str(tmp_path / "x.vcf"))
     assert not (tmp_path / "x.vcf").exists()
+
+
+def test_vcf_cli_errors_are_one_line(inputs, tmp_path):
+    run = lambda *a: subprocess.run([DBTOOLS, "vcf", *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    few = run("split", str(inputs["vcf"]), "-n", "500", "-o", "many")
+    assert few.returncode == 1 and few.stderr.strip().count("\n") == 0
+    assert few.stderr.startswith("dbtools: error: ") and "200 record(s), fewer than the 500 shards" in few.stderr
+    missing = run("concat", "nope.vcf", "-o", "out.vcf.gz")
+    assert missing.returncode == 1 and "nope.vcf: VCF not found" in missing.stderr
+    assert not (tmp_path / "out.vcf.gz").exists()
+    assert run("split", str(inputs["vcf"]), "-n", "0", "-o", "zero").returncode == 2

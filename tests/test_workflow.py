@@ -45,7 +45,8 @@ def write_config(folder: Path, inputs: dict, calibrate: bool, models_per_group: 
         "dbtools": DBTOOLS,
         "device": "cpu",
         "calibrate": {"spec": str(inputs["spec"]) if calibrate else "", "group_size": 1, "options": CAL_OPTIONS},
-        "scan": {"genomes": {"slice": str(inputs["fasta"])}, "models": SCAN_MODELS, "models_per_group": models_per_group,
+        "scan": {"genomes": {"slice": str(inputs["fasta"])}, "models": SCAN_MODELS,
+                 "models_per_group": models_per_group,
                  "shards": shards, "options": "--step 50"},
         # with a calibration, the variants are scored with the bank it trains
         "vareffect": {"vcfs": {"snvs": str(inputs["vcf"])} if vcf else {}, "genome": str(inputs["genome"]),
@@ -79,7 +80,8 @@ def inputs(tmp_path_factory):
     vcf = folder / "snvs.vcf"
     vcf.write_text("".join(header + records))
     spec = folder / "proteins.tsv"
-    rows = [("GABPA", "GABPA_GM12878_GABP_HudsonAlpha_AC.seq.gz"), ("ELK1", "ELK1_GM12878_ELK1_(1277-1)_Stanford_AC.seq.gz")]
+    rows = [("GABPA", "GABPA_GM12878_GABP_HudsonAlpha_AC.seq.gz"),
+            ("ELK1", "ELK1_GM12878_ELK1_(1277-1)_Stanford_AC.seq.gz")]
     spec.write_text("id\tprotein\ttrain\trows\n" + "".join(f"{p}\t{p}\t{encode / f}\t1:100\n" for p, f in rows))
     return {"fasta": fasta, "vcf": vcf, "spec": spec, "genome": genome, "rows": rows, "encode": encode}
 

@@ -174,7 +174,7 @@ def _make_out_dir(out_dir: str) -> None:
     check_writable(Path(out_dir) / "tracks")
 
 
-def _file_name(model_id: str) -> str:
+def track_file_name(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
 
 
@@ -352,10 +352,10 @@ def assemble(out_dir: str | os.PathLike) -> list[str]:
             w = windows[j]
             runs = _runs(store, sig["contigs"], index, j, w, step)
             if fmt == "bigwig":
-                path = out / f"{_file_name(model_id)}.bw"
+                path = out / f"{track_file_name(model_id)}.bw"
                 write_bigwig(path, header, runs)
             else:
-                path = out / f"{_file_name(model_id)}.bedGraph"
+                path = out / f"{track_file_name(model_id)}.bedGraph"
                 with atomic_path(path) as tmp, open(tmp, "w") as fh:
                     for contig, first, s, values in runs:
                         for k0 in range(0, len(values), 1 << 20):

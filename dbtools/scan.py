@@ -175,6 +175,7 @@ def _make_out_dir(out_dir: str) -> None:
 
 
 def track_file_name(model_id: str) -> str:
+    """The file name (without extension) of a model's track: the ID with unsafe characters as `_`."""
     return re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
 
 

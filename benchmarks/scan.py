@@ -38,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from matmul_rate import matmul_gflops  # noqa: E402
 from dbtools.bank import default_bank_path, load_bank  # noqa: E402
 from dbtools.encode import encode  # noqa: E402
 from dbtools.forward import BankEngine  # noqa: E402
@@ -67,17 +68,6 @@ def sixteen_models(bank) -> list[int]:
     return sorted(idx)[:16]
 
 
-def matmul_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        t = clock()
-        a @ b
-        best = min(best, clock() - t)
-    return 2 * 2048**3 / best / 1e9
-
-
 def conv_flops_per_base(bank) -> float:
     total = 0
     for m in bank.models:
@@ -96,7 +86,7 @@ def run_config(engine, bank, codes: np.ndarray, step: int, opts: ScoreOptions, p
     n_base = n_windows = 0
     for p in pieces:
         sub = codes[p:min(L, p + piece + W - 1)]
-        rate = matmul_gflops() * 1e9
+        rate = matmul_gflops(clock) * 1e9
         t = clock()
         values, _ = window_values(engine, sub, W, step, opts)
         t_scan += clock() - t
@@ -107,7 +97,7 @@ def run_config(engine, bank, codes: np.ndarray, step: int, opts: ScoreOptions, p
         score_codes(engine, wins, opts)
         t_base += clock() - t
         n_base += len(wins)
-        rate = max(rate, matmul_gflops() * 1e9)
+        rate = max(rate, matmul_gflops(clock) * 1e9)
         bound += (len(sub) - W + 1) * conv_flops_per_base(bank) / rate
     t_base_all = t_base / n_base * n_windows
     bases = L - W + 1
@@ -136,7 +126,7 @@ def main() -> None:
         codes = encode(genome.fetch("20", args.start, args.start + int(args.mbp * 1e6)))
     M = len(sub)
     shapes = sorted({m.info.arch.describe() for m in sub.models})
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul {matmul_gflops():.0f} GFLOP/s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul {matmul_gflops(clock):.0f} GFLOP/s")
     print(f"chr20:{args.start:,}-{args.start + len(codes):,} ({len(codes) / 1e6:.2f} Mbp, "
           f"{int((codes == 4).sum()):,} N) x {M} models in {len(engine.groups)} architectures; W = {W}")
     rng = np.random.default_rng(0)

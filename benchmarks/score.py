@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from matmul_rate import matmul_gflops  # noqa: E402
 from dbtools.bank import default_bank_path, load_bank  # noqa: E402
 from dbtools.encode import encode  # noqa: E402
 from dbtools.forward import BankEngine  # noqa: E402
@@ -47,17 +48,6 @@ def load_sequences(n: int) -> list[str]:
     if len(seqs) < n:
         sys.exit(f"only {len(seqs)} 101-bp sequences in {ENCODE}")
     return seqs[:n]
-
-
-def matmul_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048**3 / best / 1e9
 
 
 def bound_flops(bank, n: int, length: int) -> float:

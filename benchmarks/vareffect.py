@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from matmul_rate import matmul_gflops  # noqa: E402
 from dbtools.bank import default_bank_path, load_bank  # noqa: E402
 from dbtools.encode import encode  # noqa: E402
 from dbtools.forward import BankEngine  # noqa: E402
@@ -61,17 +62,6 @@ def snv_windows() -> tuple[np.ndarray, np.ndarray]:
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
 
 
-def matmul_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        t = CLOCK()
-        a @ b
-        best = min(best, CLOCK() - t)
-    return 2 * 2048**3 / best / 1e9
-
-
 def bound_flops(bank, n: int) -> float:
     """One REF pass plus the m positions an SNV changes, per variant and model."""
     total = 0
@@ -93,14 +83,14 @@ def run_set(label: str, bank, ref: np.ndarray, alt: np.ndarray, chunk: int) -> N
     worst = 0.0
     for c in range(0, n, chunk):
         r, a, o = ref[c:c + chunk], alt[c:c + chunk], np.arange(min(chunk, n - c))
-        rate = matmul_gflops()
+        rate = matmul_gflops(CLOCK)
         t = CLOCK()
         plain = score_codes(engine, list(r) + list(a), opts, batch_size=1024)
         t_plain += CLOCK() - t
         t = CLOCK()
         pr, pa = score_pairs(engine, r, a, o, opts)
         t_pairs += CLOCK() - t
-        rate = max(rate, matmul_gflops()) * 1e9
+        rate = max(rate, matmul_gflops(CLOCK)) * 1e9
         bound_s += bound_flops(bank, len(r)) / rate
         worst = max(worst, float(np.abs(pr - plain[:len(r)]).max()), float(np.abs(pa - plain[len(r):]).max()))
     print(f"\n[{label}: {n:,} SNVs x {M} models]")
@@ -167,7 +157,7 @@ def main() -> None:
     if args.memory_only:
         return memory_runs(args, bank, sixteen)
     ref, alt = snv_windows()
-    gflops = matmul_gflops()
+    gflops = matmul_gflops(CLOCK)
     clock = "CPU seconds" if args.cpu_time else "wall clock"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul {gflops:.0f} GFLOP/s; "
           f"times by {clock}")

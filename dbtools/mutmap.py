@@ -48,7 +48,8 @@ from .score import ScoreOptions
 from .select import open_selected
 from .sequences import read_sequences
 
-DEFAULT_BUDGET = 1 << 20  # floats in the largest temporary of one step (cache-sized chunks are fastest)
+DEFAULT_BUDGET = 1 << 22  # floats in the temporaries of one block of windows
+_CPU_CHUNK = 1 << 17  # floats of mutant pre-activations built at once on the CPU (they stay in cache)
 _DEAD_MARGIN = 1e-3
 _MAX_COLUMNS = 512  # detector columns per stack (models of one architecture are split beyond this)
 
@@ -164,6 +165,8 @@ class MutationMapper:
         self.bank = bank
         self.device = torch.device(device)
         self.budget = budget or DEFAULT_BUDGET
+        # the mutants' pre-activations are reduced as soon as built: cache-sized on the CPU
+        self.chunk = min(self.budget, _CPU_CHUNK) if self.device.type == "cpu" else self.budget
         by_arch: dict[tuple, list[int]] = {}
         for i, model in enumerate(bank.models):
             a = model.info.arch
@@ -213,8 +216,11 @@ class MutationMapper:
         # a mutant per slot: without N, the 3 other bases (x_i + 1, + 2, + 3 mod 4); with N, all 4 bases
         S = 3 if int(x.max()) < 4 else 4
         acc = torch.full((L, S, H), -torch.inf, device=dev) if not average else torch.zeros(L, S, H, device=dev)
-        # windows per block: their pre-activations, prefix and suffix maxima fit the budget
-        nb = max(1, min(P, self.budget // (4 * Q * C)))
+        # windows per block: their pre-activations, prefix and suffix maxima, the mutants' pooled
+        # features and dense layers fit the budget (with the substitutions of the positions they hold)
+        rows = S * (2 * C + 1 + H * (2 * s.w1.shape[2] + s.w1.shape[1] + 1))
+        per_window = 4 * Q * C + wl * (S * C * (2 if s.avg else 1) + rows) + S * m * C
+        nb = max(1, min(P, (self.budget - (wl - 1) * S * m * C) // per_window))
         for pa in range(0, P, nb):
             pb = min(P, pa + nb)
             self._block(s, x, wl, pa, pb, wt_win, acc, average)
@@ -276,48 +282,58 @@ class MutationMapper:
         del R
         # rows W[j, b] in j' = m-1-j order: [4, m, C]; and W[j, x_i] of any base code (N = the mean): [5, m, C]
         rows = s.flipped.permute(1, 0, 2).contiguous()
-        by_code = torch.cat([rows, rows.mean(0, keepdim=True)])
-        # the mutation at offset t of window p (i = p + t) changes positions q = t .. t+m-1 of it,
-        # where row j = m-1-(q-t) of the filter reads base i: V[p, t, j'] = A[p, t + j']
         S = acc.shape[1]
-        shift = torch.arange(1, 4, device=x.device)
-        per_window = S * m * C
-        nt = max(1, min(wl, self.budget // per_window))
-        npw = max(1, min(n, self.budget // (nt * per_window)))
-        H = s.heads
+        # D[i, slot] = W[j, b] - W[j, x_i] for the slot's base b, for every i the block's windows hold
+        xi = x[pa:pb + wl - 1]
+        if S == 3:
+            alt = (xi[:, None] + torch.arange(1, 4, device=x.device)) % 4
+            D = rows.index_select(0, alt.reshape(-1)).view(-1, 3, m, C) - rows.index_select(0, xi)[:, None]
+        else:
+            by_code = torch.cat([rows, rows.mean(0, keepdim=True)])
+            D = (rows[None] - by_code.index_select(0, xi)[:, None]).contiguous()
+        # the mutation at offset t of window p (i = p + t) changes positions q = t .. t+m-1 of it,
+        # where row j = m-1-(q-t) of the filter reads base i: V[p, t, j'] = A[p, t + j'];
+        # U = V + D is built a cache-sized chunk at a time and reduced at once (max, and rectified sum)
+        mx = A.new_empty(n, wl, S, C)
+        mean = A.new_empty(n, wl, S, C) if s.avg else None
+        per_pair = S * m * C
+        chunk = self.chunk
+        nt = max(1, min(wl, chunk // per_pair))
+        npw = max(1, min(n, chunk // (nt * per_pair)))
         for t0 in range(0, wl, nt):
             t1 = min(wl, t0 + nt)
             for a in range(0, n, npw):
                 b = min(n, a + npw)
                 k, w = b - a, t1 - t0
-                V = A.as_strided((k, w, m, C), (Q * C, C, C, 1), A.storage_offset() + (a * Q + t0) * C)
-                i0 = pa + a + t0
-                xi = x[i0:i0 + k + w - 1]
-                # D[i, slot] = W[j, b] - W[j, x_i] for the slot's base b (rows in j' order)
-                if S == 3:
-                    alt = (xi[:, None] + shift) % 4
-                    D = rows.index_select(0, alt.reshape(-1)).view(-1, 3, m, C) - rows.index_select(0, xi)[:, None]
-                else:
-                    D = (rows[None] - by_code.index_select(0, xi)[:, None]).contiguous()
-                U = V[:, :, None] + D.as_strided((k, w, S, m, C), (S * m * C, S * m * C, m * C, C, 1))
-                # unchanged positions: before t and from t + m on (rectified, so >= 0: no clamp needed)
-                E = torch.maximum(pre[a:b, t0:t1], suf[a:b, t0 + m:t1 + m])  # [k, w, C]
-                mx = torch.maximum(U.amax(3), E[:, :, None])
-                mean = None
-                if s.avg:
-                    rest = total[a:b, None] - V.clamp(min=0).sum(2)  # [k, w, C]
-                    mean = (U.clamp_(min=0).sum(3) + rest[:, :, None]).div_(Q).reshape(-1, C)
-                del U
-                sc = _heads(s, _pooled_block(mx.reshape(-1, C), mean)).reshape(k, w, S * H)
-                # window p with offset t holds mutation i = p + t: skew so each i is one row
-                fill = 0.0 if average else -torch.inf
-                skew = sc.new_full((k + w - 1, w, S * H), fill)
-                skew.as_strided((k, w, S * H), (w * S * H, (w + 1) * S * H, 1)).copy_(sc)
-                part = (skew.sum(1) if average else skew.amax(1)).view(-1, S, H)
-                if average:
-                    acc[i0:i0 + k + w - 1] += part
-                else:
-                    torch.maximum(acc[i0:i0 + k + w - 1], part, out=acc[i0:i0 + k + w - 1])
+                V = A.as_strided((k, w, 1, m, C), (Q * C, C, 0, C, 1), A.storage_offset() + (a * Q + t0) * C)
+                Dv = D.as_strided((k, w, S, m, C), (per_pair, per_pair, m * C, C, 1),
+                                  D.storage_offset() + (a + t0) * per_pair)
+                U = torch.add(V, Dv)
+                torch.amax(U, 3, out=mx[a:b, t0:t1])
+                if mean is not None:
+                    torch.sum(U.clamp_(min=0), 3, out=mean[a:b, t0:t1])
+        del D
+        # unchanged positions: before t and from t + m on (rectified, so >= 0: no clamp needed)
+        E = torch.maximum(pre[:, :wl], suf[:, m:wl + m])  # [n, wl, C]
+        torch.maximum(mx, E[:, :, None], out=mx)
+        if mean is not None:
+            V = A.as_strided((n, wl, m, C), (Q * C, C, C, 1), A.storage_offset())
+            rest = total[:, None] - V.clamp(min=0).sum(2)  # [n, wl, C]
+            mean.add_(rest[:, :, None]).div_(Q)
+            mean = mean.view(-1, C)
+        del A, pre, suf
+        H = s.heads
+        sc = _heads(s, _pooled_block(mx.view(-1, C), mean)).reshape(n, wl, S * H)
+        # window p with offset t holds mutation i = p + t: skew so each i is one row
+        fill = 0.0 if average else -torch.inf
+        skew = sc.new_full((n + wl - 1, wl, S * H), fill)
+        skew.as_strided((n, wl, S * H), (wl * S * H, (wl + 1) * S * H, 1)).copy_(sc)
+        part = (skew.sum(1) if average else skew.amax(1)).view(-1, S, H)
+        i0, i1 = pa, pb + wl - 1
+        if average:
+            acc[i0:i1] += part
+        else:
+            torch.maximum(acc[i0:i1], part, out=acc[i0:i1])
 
 
 @dataclass(frozen=True)

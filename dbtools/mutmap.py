@@ -10,11 +10,14 @@ Exact and fast, without scoring 3L mutant sequences:
   A substitution at i changes only the m positions s = i-m+1..i, and only in the windows
   that hold i; there row j = i - s reads a real base, so the change is exactly
   W[j, b] - W[j, x_i] whatever the window's padding.
-* Per window the wild-type pre-activations are computed once ([windows, Q = w+m-1, columns]);
+* Per window the wild-type pre-activations are computed once ([windows, Q = w+m-1, columns])
+  from partial sums of the centred filter rows at every filter start (an `N` row adds 0 to
+  centred weights, so a position cut by the window edge is a difference of two partial sums);
   the m changed positions of every (mutation, window) pair are a strided view of them, so
   the mutant's pooled max is max(wild-type max over the unchanged positions (prefix and
   suffix maxima), max of the m updated values) and its pooled sum is the wild-type sum
-  with the m changed terms swapped.
+  with the m changed terms swapped. The updated values are built a cache-sized chunk at a
+  time and reduced at once.
 * The dense layers then score the affected windows of every mutant; windows that do not
   hold i keep their wild-type scores, so a mutant's max over windows is also the max of the
   wild-type window scores before and after its affected windows (or, with --average, the
@@ -40,7 +43,7 @@ import torch
 
 from .atomic import atomic_path
 from .bank import Bank
-from .encode import N, encode, one_hot
+from .encode import N, encode
 from .errors import DbtoolsError, UsageError
 from .genome import Genome
 from .regions import read_regions
@@ -49,14 +52,16 @@ from .select import open_selected
 from .sequences import read_sequences
 
 DEFAULT_BUDGET = 1 << 22  # floats in the temporaries of one block of windows
-_CPU_CHUNK = 1 << 17  # floats of mutant pre-activations built at once on the CPU (they stay in cache)
-_DEAD_MARGIN = 1e-3
+_CPU_CHUNK = 1 << 18  # floats of mutant pre-activations built at once on the CPU (they stay in cache)
 _MAX_COLUMNS = 512  # detector columns per stack (models of one architecture are split beyond this)
 
 
 @dataclass
 class _Stack:
-    """Models of one architecture with stacked weights: forward columns, then reverse-complement ones."""
+    """Models of one architecture with stacked weights: forward columns, then reverse-complement ones.
+
+    Head h (model strand) owns columns h*d .. (h+1)*d-1; dead detectors are kept (they pool to 0).
+    """
 
     m: int
     d: int
@@ -64,15 +69,16 @@ class _Stack:
     hidden: int
     bank_index: np.ndarray  # [G] positions of these models in the bank
     rc_local: torch.Tensor  # [Grc] positions within the stack of reverse-complement models
-    weight: torch.Tensor  # [4m, C] live columns, row 4j + b
-    flipped: torch.Tensor  # [m, 4, C] W[m-1-j', b] (the view of changed positions runs j' = m-1-j)
-    threshold: torch.Tensor  # [C]
-    live: torch.Tensor  # [C] index into the n_columns detector columns
-    n_columns: int
-    feature_index: torch.Tensor  # [H * nf] row of each head's features in a [2C + 1, R] pooled block
-    w1: torch.Tensor  # [H, hid | 1, nf] per head (forward strand of each model, then reverse strands)
+    centred: torch.Tensor  # [5m, C] row 5j + code: W[j, b] - mean_b W[j, b] (0 for N)
+    const: torch.Tensor  # [C] threshold + sum of the row means: the response to m N
+    subst: torch.Tensor  # [4, 3mC] per reference base x: W[j, x+r+1 mod 4] - W[j, x] (r = 0..2, j' = m-1-j)
+    subst_n: torch.Tensor  # [5, 4mC] per reference code x (N: the mean row): W[j, b] - W[j, x] (b = 0..3)
+    w_max: torch.Tensor  # [H, d, hid | 1] dense weights of the max features
+    w_mean: torch.Tensor | None  # [H, d, hid | 1] of the mean features
     b1: torch.Tensor  # [H, hid | 1]
-    w2: torch.Tensor | None  # [H, 1, hid]
+    lin_max: torch.Tensor | None  # without hidden layer: [C, H] block-diagonal w_max (one GEMM for all heads)
+    lin_mean: torch.Tensor | None
+    w2: torch.Tensor | None  # [H, hid, 1]
     b2: torch.Tensor | None  # [H]
 
     @property
@@ -86,68 +92,64 @@ class _Stack:
 
 def _build_stack(bank: Bank, members: list[int], device: torch.device) -> _Stack:
     arch = bank.models[members[0]].info.arch
-    m = arch.detector_len
+    m, d = arch.detector_len, arch.num_detectors
     rc_local = [k for k, i in enumerate(members) if bank.models[i].info.arch.reverse_complement]
     fwd = [bank.models[i].arrays["detectors"] for i in members]  # [m, 4, d] each
     rc = [fwd[k][::-1, ::-1, :] for k in rc_local]  # the reverse strand scanned along the forward one
-    w3 = np.concatenate(fwd + rc, axis=2).astype(np.float32)  # [m, 4, n_columns]
+    w3 = np.concatenate(fwd + rc, axis=2).astype(np.float64)  # [m, 4, C]
     thr_m = [bank.models[i].arrays["thresholds"] for i in members]
-    thr = np.concatenate(thr_m + [thr_m[k] for k in rc_local]).astype(np.float32)
-    best = w3.max(axis=1).sum(axis=0) + thr  # best possible response: below 0 means always 0
-    live = np.flatnonzero(best > -_DEAD_MARGIN)
-    if live.size == 0:
-        live = np.array([0])
-    w = w3[:, :, live]
-    C, d = live.size, arch.num_detectors
-    # features interleaved [max0, avg0, max1, avg1, ...] per head, as the published weights expect;
-    # a dead column's features are the zero row 2C
-    position = np.full(w3.shape[2], -1)
-    position[live] = np.arange(C)
-    slots = [(0,), (0, 1)][arch.avg_pooling]
-    feature_index = np.array([2 * C if position[col] < 0 else position[col] + t * C
-                              for col in range(w3.shape[2]) for t in slots])
+    thr = np.concatenate(thr_m + [thr_m[k] for k in rc_local]).astype(np.float64)
+    mean = w3.mean(axis=1)  # [m, C]
+    centred = np.concatenate([w3 - mean[:, None], np.zeros_like(mean)[:, None]], axis=1)  # [m, 5, C]
+    rows = w3[::-1].transpose(1, 0, 2)  # [4, m, C] W[j, b] in j' = m-1-j order
+    by_code = np.concatenate([rows, rows.mean(axis=0, keepdims=True)])  # [5, m, C]
+    subst = np.stack([np.stack([rows[(x + r + 1) % 4] - rows[x] for r in range(3)]) for x in range(4)])
+    subst_n = rows[None] - by_code[:, None]  # [5, 4, m, C]
     heads = list(range(len(members))) + rc_local
-    f32 = np.float32
-    w1 = np.stack([bank.models[members[k]].arrays["weights1"].T for k in heads]).astype(f32)  # [H, hid|1, nf]
-    b1 = np.stack([bank.models[members[k]].arrays["biases1"] for k in heads]).astype(f32)  # [H, hid|1]
+    w1 = np.stack([bank.models[members[k]].arrays["weights1"] for k in heads])  # [H, nf, hid|1]
+    b1 = np.stack([bank.models[members[k]].arrays["biases1"] for k in heads])  # [H, hid|1]
+    # features interleaved [max0, avg0, max1, avg1, ...] per head, as the published weights expect
+    w_max, w_mean = (w1[:, 0::2], w1[:, 1::2]) if arch.avg_pooling else (w1, None)
+    H, C = len(heads), w3.shape[2]
+
+    def t(a, dtype=torch.float32):
+        return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    def block_diagonal(w):  # [H, d, 1] -> [C, H]
+        out = np.zeros((C, H))
+        for h in range(H):
+            out[h * d:(h + 1) * d, h] = w[h, :, 0]
+        return out
+
+    linear = not arch.num_hidden
     if arch.num_hidden:
-        w2 = np.stack([bank.models[members[k]].arrays["weights2"].T for k in heads]).astype(f32)  # [H, 1, hid]
-        b2 = np.stack([bank.models[members[k]].arrays["biases2"][0] for k in heads]).astype(f32)
-        w2, b2 = torch.as_tensor(w2, device=device), torch.as_tensor(b2, device=device)
+        w2 = np.stack([bank.models[members[k]].arrays["weights2"] for k in heads])  # [H, hid, 1]
+        b2 = np.stack([bank.models[members[k]].arrays["biases2"][0] for k in heads])
     else:
         w2 = b2 = None
     return _Stack(
-        m=m, d=arch.num_detectors, avg=arch.avg_pooling, hidden=arch.num_hidden,
+        m=m, d=d, avg=arch.avg_pooling, hidden=arch.num_hidden,
         bank_index=np.asarray(members),
         rc_local=torch.as_tensor(rc_local, dtype=torch.long, device=device),
-        weight=torch.as_tensor(np.ascontiguousarray(w.reshape(4 * m, -1)), device=device),
-        flipped=torch.as_tensor(np.ascontiguousarray(w[::-1]), device=device),
-        threshold=torch.as_tensor(thr[live], device=device),
-        live=torch.as_tensor(live, dtype=torch.long, device=device),
-        n_columns=w3.shape[2],
-        feature_index=torch.as_tensor(feature_index, dtype=torch.long, device=device),
-        w1=torch.as_tensor(w1, device=device), b1=torch.as_tensor(b1, device=device), w2=w2, b2=b2,
+        centred=t(centred.reshape(5 * m, C)), const=t(thr + mean.sum(axis=0)),
+        subst=t(subst.reshape(4, -1)), subst_n=t(subst_n.reshape(5, -1)),
+        w_max=t(w_max), w_mean=t(w_mean), b1=t(b1),
+        lin_max=t(block_diagonal(w_max)) if linear else None,
+        lin_mean=t(block_diagonal(w_mean)) if linear and w_mean is not None else None,
+        w2=t(w2), b2=t(b2),
     )
 
 
-def _pooled_block(mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
-    """Pooled features [R, C] (max, and mean) as one [2C + 1, R] block: max rows, mean rows, a zero row."""
-    R, C = mx.shape
-    out = mx.new_empty(2 * C + 1, R)
-    out[:C] = mx.t()
-    out[C:2 * C] = 0 if mean is None else mean.t()
-    out[2 * C] = 0
-    return out
-
-
-def _heads(s: _Stack, pooled: torch.Tensor) -> torch.Tensor:
-    """Scores of every head (model strand) from a pooled block [2C + 1, R]: [R, H]."""
-    R = pooled.shape[1]
-    feats = pooled.index_select(0, s.feature_index).view(s.heads, -1, R)  # [H, nf, R]
-    h = torch.baddbmm(s.b1[:, :, None], s.w1, feats)  # [H, hid|1, R]
-    if s.hidden:
-        h = torch.baddbmm(s.b2[:, None, None], s.w2, h.clamp_(min=0))
-    return h[:, 0].t()
+def _dense(s: _Stack, mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
+    """Scores of every head (model strand) from pooled features [R, C] (max, and mean): [R, H]."""
+    if s.lin_max is not None:  # one output per head: a block-diagonal GEMM for all heads at once
+        out = torch.addmm(s.b1[:, 0], mx, s.lin_max)
+        return out if mean is None else out.addmm_(mean, s.lin_mean)
+    R, H = mx.shape[0], s.heads
+    h = torch.baddbmm(s.b1[:, None, :], mx.view(R, H, s.d).transpose(0, 1), s.w_max)  # [H, R, hid]
+    if mean is not None:
+        h.baddbmm_(mean.view(R, H, s.d).transpose(0, 1), s.w_mean)
+    return torch.baddbmm(s.b2[:, None, None], h.clamp_(min=0), s.w2)[:, :, 0].t()
 
 
 def _models_of(s: _Stack, per_head: torch.Tensor) -> torch.Tensor:
@@ -161,12 +163,13 @@ def _models_of(s: _Stack, per_head: torch.Tensor) -> torch.Tensor:
 class MutationMapper:
     """A bank compiled for exact mutation maps on one device."""
 
-    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int | None = None):
+    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int | None = None,
+                 chunk: int | None = None):
         self.bank = bank
         self.device = torch.device(device)
         self.budget = budget or DEFAULT_BUDGET
         # the mutants' pre-activations are reduced as soon as built: cache-sized on the CPU
-        self.chunk = min(self.budget, _CPU_CHUNK) if self.device.type == "cpu" else self.budget
+        self.chunk = chunk or (min(self.budget, _CPU_CHUNK) if self.device.type == "cpu" else self.budget)
         by_arch: dict[tuple, list[int]] = {}
         for i, model in enumerate(bank.models):
             a = model.info.arch
@@ -209,18 +212,20 @@ class MutationMapper:
         wl = min(window_size or int(1.5 * m), L)
         P = L - wl + 1
         Q = wl + m - 1
-        C = s.weight.shape[1]
+        C = s.const.numel()
         H = s.heads
         dev = x.device
         wt_win = torch.empty(P, H, device=dev)
         # a mutant per slot: without N, the 3 other bases (x_i + 1, + 2, + 3 mod 4); with N, all 4 bases
         S = 3 if int(x.max()) < 4 else 4
         acc = torch.full((L, S, H), -torch.inf, device=dev) if not average else torch.zeros(L, S, H, device=dev)
-        # windows per block: their pre-activations, prefix and suffix maxima, the mutants' pooled
-        # features and dense layers fit the budget (with the substitutions of the positions they hold)
-        rows = S * (2 * C + 1 + H * (2 * s.w1.shape[2] + s.w1.shape[1] + 1))
-        per_window = 4 * Q * C + wl * (S * C * (2 if s.avg else 1) + rows) + S * m * C
-        nb = max(1, min(P, (self.budget - (wl - 1) * S * m * C) // per_window))
+        # windows per block: their pre-activations and running maxima, the mutants' pooled features
+        # and dense layers fit the budget (with the partial sums and substitutions they read)
+        hid = s.w_max.shape[2]
+        per_window = (3 * Q * C + (m + 1) * C + 2 * wl * C + wl * S * C * (2 if s.avg else 1)
+                      + wl * S * H * (hid + 2) + S * m * C)
+        fixed = (wl - 1) * S * m * C + (Q - 1) * (m + 1) * C
+        nb = max(1, min(P, (self.budget - fixed) // per_window))
         for pa in range(0, P, nb):
             pb = min(P, pa + nb)
             self._block(s, x, wl, pa, pb, wt_win, acc, average)
@@ -251,55 +256,74 @@ class MutationMapper:
             mut[i, (x + r + 1) % 4] = slots[:, r]
         return wt_model, mut
 
-    def _preact(self, s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int, out: torch.Tensor) -> None:
-        """Pre-activations of windows pa..pb-1, each padded with m-1 N on its own: out [n, Q, C]."""
-        m = s.m
-        r = torch.arange(wl + 2 * m - 2, device=x.device)
-        pos = torch.arange(pa, pb, device=x.device)[:, None] + r[None, :] - (m - 1)
-        inside = (r >= m - 1) & (r < m - 1 + wl)
-        codes = torch.where(inside[None, :], x[pos.clamp(0, x.numel() - 1)], N)
-        step = max(1, self.budget // (out.shape[1] * 4 * m))
-        for a in range(0, pb - pa, step):
-            b = min(pb - pa, a + step)
-            oh = one_hot(codes[a:b].unfold(1, m, 1)).reshape(-1, 4 * m)
-            torch.addmm(s.threshold, oh, s.weight, out=out[a:b].view(-1, out.shape[2]))
+    @staticmethod
+    def _preact(s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int, out: torch.Tensor) -> None:
+        """Pre-activations of windows pa..pb-1, each padded with m-1 N on its own: out [n, Q, C].
+
+        Position q of a window is the filter start s = p + q - (m-1); its rows k..l-1 read the
+        window (k = max(0, m-1-q), l = min(m, wl+m-1-q)) and the others an N, which adds 0 to the
+        centred weights: const + (partial sums of the centred rows at s)[l] - [k].
+        """
+        m, L, n = s.m, x.numel(), pb - pa
+        Q, C = wl + m - 1, out.shape[2]
+        dev = x.device
+        ns = n + Q - 1  # filter starts pa-(m-1) .. pb-1+wl-1
+        pos = torch.arange(pa - m + 1, pa - m + 1 + ns, device=dev)[:, None] + torch.arange(m, device=dev)
+        code = torch.where((pos >= 0) & (pos < L), x[pos.clamp(0, L - 1)], N)
+        rows = s.centred.index_select(0, (code + 5 * torch.arange(m, device=dev)).view(-1)).view(ns, m, C)
+        cs = rows.new_empty(ns, m + 1, C)
+        cs[:, 0] = 0
+        torch.cumsum(rows, 1, out=cs[:, 1:])
+        del rows
+        q = torch.arange(Q, device=dev)
+        base = (torch.arange(n, device=dev)[:, None] + q) * (m + 1)  # [n, Q] row of filter start p + q - (m-1)
+        flat, res = cs.view(-1, C), out.view(-1, C)
+        torch.index_select(flat, 0, (base + (wl + m - 1 - q).clamp(max=m)).view(-1), out=res)
+        left = q < m - 1  # positions that lose their first rows
+        res.view(n, Q, C)[:, left] -= flat.index_select(0, (base[:, left] + (m - 1 - q[left])).view(-1)).view(n, -1, C)
+        res.add_(s.const)
 
     def _block(self, s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int,
                wt_win: torch.Tensor, acc: torch.Tensor, average: bool) -> None:
         """Wild-type scores of windows pa..pb-1 and their share of every mutant's window scores."""
         m = s.m
-        Q, C, n = wl + m - 1, s.weight.shape[1], pb - pa
+        Q, C, n = wl + m - 1, s.const.numel(), pb - pa
         A = x.new_empty((n, Q, C), dtype=torch.float32)
         self._preact(s, x, wl, pa, pb, A)
         R = A.clamp(min=0)
-        pre = R.new_zeros(n, Q + 1, C)  # pre[:, t] = max of positions < t (0 for none: values are >= 0)
-        suf = R.new_zeros(n, Q + 1, C)  # suf[:, t] = max of positions >= t
-        for q in range(Q):  # a running max per position (faster than cummax on the CPU)
-            torch.maximum(pre[:, q], R[:, q], out=pre[:, q + 1])
-            torch.maximum(suf[:, Q - q], R[:, Q - 1 - q], out=suf[:, Q - 1 - q])
-        total = R.sum(1) if s.avg else None  # [n, C]
-        wt_win[pa:pb] = _heads(s, _pooled_block(pre[:, Q], None if total is None else total / Q))
+        # E[:, t]: the max of the positions a mutation at offset t leaves unchanged (q < t or q >= t + m);
+        # rectified values are >= 0, so 0 stands for none
+        E = R.new_zeros(n, wl, C)
+        after = R.new_zeros(n, wl, C)
+        for t in range(1, wl):  # running maxima, a position at a time (faster than cummax on the CPU)
+            torch.maximum(E[:, t - 1], R[:, t - 1], out=E[:, t])
+            torch.maximum(after[:, wl - t], R[:, wl - 1 - t + m], out=after[:, wl - 1 - t])
+        torch.maximum(E, after, out=E)
+        del after
+        if s.avg:
+            cs = R.new_empty(n, Q + 1, C)
+            cs[:, 0] = 0
+            torch.cumsum(R, 1, out=cs[:, 1:])
+            total = cs[:, Q]
+            rest = total[:, None] - (cs[:, m:m + wl] - cs[:, :wl])  # [n, wl, C]: sum of the unchanged positions
+            wt_win[pa:pb] = _dense(s, R.amax(1), total / Q)
+            del cs
+        else:
+            rest = None
+            wt_win[pa:pb] = _dense(s, R.amax(1), None)
         del R
-        # rows W[j, b] in j' = m-1-j order: [4, m, C]; and W[j, x_i] of any base code (N = the mean): [5, m, C]
-        rows = s.flipped.permute(1, 0, 2).contiguous()
         S = acc.shape[1]
         # D[i, slot] = W[j, b] - W[j, x_i] for the slot's base b, for every i the block's windows hold
         xi = x[pa:pb + wl - 1]
-        if S == 3:
-            alt = (xi[:, None] + torch.arange(1, 4, device=x.device)) % 4
-            D = rows.index_select(0, alt.reshape(-1)).view(-1, 3, m, C) - rows.index_select(0, xi)[:, None]
-        else:
-            by_code = torch.cat([rows, rows.mean(0, keepdim=True)])
-            D = (rows[None] - by_code.index_select(0, xi)[:, None]).contiguous()
+        D = (s.subst if S == 3 else s.subst_n).index_select(0, xi).view(-1, S, m, C)
         # the mutation at offset t of window p (i = p + t) changes positions q = t .. t+m-1 of it,
         # where row j = m-1-(q-t) of the filter reads base i: V[p, t, j'] = A[p, t + j'];
         # U = V + D is built a cache-sized chunk at a time and reduced at once (max, and rectified sum)
         mx = A.new_empty(n, wl, S, C)
         mean = A.new_empty(n, wl, S, C) if s.avg else None
         per_pair = S * m * C
-        chunk = self.chunk
-        nt = max(1, min(wl, chunk // per_pair))
-        npw = max(1, min(n, chunk // (nt * per_pair)))
+        nt = max(1, min(wl, self.chunk // per_pair))
+        npw = max(1, min(n, self.chunk // (nt * per_pair)))
         for t0 in range(0, wl, nt):
             t1 = min(wl, t0 + nt)
             for a in range(0, n, npw):
@@ -312,18 +336,13 @@ class MutationMapper:
                 torch.amax(U, 3, out=mx[a:b, t0:t1])
                 if mean is not None:
                     torch.sum(U.clamp_(min=0), 3, out=mean[a:b, t0:t1])
-        del D
-        # unchanged positions: before t and from t + m on (rectified, so >= 0: no clamp needed)
-        E = torch.maximum(pre[:, :wl], suf[:, m:wl + m])  # [n, wl, C]
+        del D, A
         torch.maximum(mx, E[:, :, None], out=mx)
         if mean is not None:
-            V = A.as_strided((n, wl, m, C), (Q * C, C, C, 1), A.storage_offset())
-            rest = total[:, None] - V.clamp(min=0).sum(2)  # [n, wl, C]
             mean.add_(rest[:, :, None]).div_(Q)
             mean = mean.view(-1, C)
-        del A, pre, suf
         H = s.heads
-        sc = _heads(s, _pooled_block(mx.view(-1, C), mean)).reshape(n, wl, S * H)
+        sc = _dense(s, mx.view(-1, C), mean).reshape(n, wl, S * H)
         # window p with offset t holds mutation i = p + t: skew so each i is one row
         fill = 0.0 if average else -torch.inf
         skew = sc.new_full((n + wl - 1, wl, S * H), fill)

@@ -89,7 +89,7 @@ def test_small_budget_and_long_sequence_give_the_same_maps(mixed):
     sub, engine, mapper = mixed
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 5, size=1000).astype(np.int8)
-    tight = MutationMapper(sub, "cpu", budget=200_000)  # several window blocks and offset chunks
+    tight = MutationMapper(sub, "cpu", budget=200_000, chunk=5_000)  # several window blocks and offset chunks
     for options in (ScoreOptions(), ScoreOptions(average=True), ScoreOptions(window_size=40)):
         wt, mut = tight.scores(codes[:90], options)
         np.testing.assert_allclose(mut, mapper.scores(codes[:90], options)[1], atol=2e-5, rtol=0)

@@ -76,7 +76,7 @@ class _Stack:
     w_max: torch.Tensor  # [H, d, hid | 1] dense weights of the max features
     w_mean: torch.Tensor | None  # [H, d, hid | 1] of the mean features
     b1: torch.Tensor  # [H, hid | 1]
-    lin_max: torch.Tensor | None  # without hidden layer: [C, H] block-diagonal w_max (one GEMM for all heads)
+    lin_max: torch.Tensor | None  # without hidden layer: [H, C] block-diagonal w_max (one GEMM for all heads)
     lin_mean: torch.Tensor | None
     w2: torch.Tensor | None  # [H, hid, 1]
     b2: torch.Tensor | None  # [H]
@@ -115,10 +115,10 @@ def _build_stack(bank: Bank, members: list[int], device: torch.device) -> _Stack
     def t(a, dtype=torch.float32):
         return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
 
-    def block_diagonal(w):  # [H, d, 1] -> [C, H]
-        out = np.zeros((C, H))
+    def block_diagonal(w):  # [H, d, 1] -> [H, C]
+        out = np.zeros((H, C))
         for h in range(H):
-            out[h * d:(h + 1) * d, h] = w[h, :, 0]
+            out[h, h * d:(h + 1) * d] = w[h, :, 0]
         return out
 
     linear = not arch.num_hidden
@@ -143,8 +143,10 @@ def _build_stack(bank: Bank, members: list[int], device: torch.device) -> _Stack
 def _dense(s: _Stack, mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
     """Scores of every head (model strand) from pooled features [R, C] (max, and mean): [R, H]."""
     if s.lin_max is not None:  # one output per head: a block-diagonal GEMM for all heads at once
-        out = torch.addmm(s.b1[:, 0], mx, s.lin_max)
-        return out if mean is None else out.addmm_(mean, s.lin_mean)
+        out = torch.mm(s.lin_max, mx.t())  # [H, R]: faster than [R, C] x [C, H] with few heads
+        if mean is not None:
+            out.addmm_(s.lin_mean, mean.t())
+        return out.add_(s.b1).t()
     R, H = mx.shape[0], s.heads
     h = torch.baddbmm(s.b1[:, None, :], mx.view(R, H, s.d).transpose(0, 1), s.w_max)  # [H, R, hid]
     if mean is not None:
@@ -324,6 +326,7 @@ class MutationMapper:
         per_pair = S * m * C
         nt = max(1, min(wl, self.chunk // per_pair))
         npw = max(1, min(n, self.chunk // (nt * per_pair)))
+        buf = A.new_empty(npw * nt * per_pair)
         for t0 in range(0, wl, nt):
             t1 = min(wl, t0 + nt)
             for a in range(0, n, npw):
@@ -332,7 +335,7 @@ class MutationMapper:
                 V = A.as_strided((k, w, 1, m, C), (Q * C, C, 0, C, 1), A.storage_offset() + (a * Q + t0) * C)
                 Dv = D.as_strided((k, w, S, m, C), (per_pair, per_pair, m * C, C, 1),
                                   D.storage_offset() + (a + t0) * per_pair)
-                U = torch.add(V, Dv)
+                U = torch.add(V, Dv, out=buf[:k * w * per_pair].view(k, w, S, m, C))
                 torch.amax(U, 3, out=mx[a:b, t0:t1])
                 if mean is not None:
                     torch.sum(U.clamp_(min=0), 3, out=mean[a:b, t0:t1])

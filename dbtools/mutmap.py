@@ -53,30 +53,28 @@ from .sequences import read_sequences
 
 DEFAULT_BUDGET = 1 << 22  # floats in the temporaries of one block of windows
 _CPU_CHUNK = 1 << 18  # floats of mutant pre-activations built at once on the CPU (they stay in cache)
-_MAX_COLUMNS = 512  # detector columns per stack (models of one architecture are split beyond this)
+_MAX_COLUMNS = 512  # detector columns per stack (a stack's models are split beyond this)
 
 
 @dataclass
-class _Stack:
-    """Models of one architecture with stacked weights: forward columns, then reverse-complement ones.
+class _Heads:
+    """Dense layers of models of one architecture, reading columns c0..c1-1 of their stack.
 
-    Head h (model strand) owns columns h*d .. (h+1)*d-1; dead detectors are kept (they pool to 0).
+    Head h (the forward strand of each model, then the reverse strands) owns columns
+    c0 + h*d .. c0 + (h+1)*d - 1 and is head h0 + h of the stack.
     """
 
-    m: int
     d: int
-    avg: bool
-    hidden: int
     bank_index: np.ndarray  # [G] positions of these models in the bank
-    rc_local: torch.Tensor  # [Grc] positions within the stack of reverse-complement models
-    centred: torch.Tensor  # [5m, C] row 5j + code: W[j, b] - mean_b W[j, b] (0 for N)
-    const: torch.Tensor  # [C] threshold + sum of the row means: the response to m N
-    subst: torch.Tensor  # [4, 3mC] per reference base x: W[j, x+r+1 mod 4] - W[j, x] (r = 0..2, j' = m-1-j)
-    subst_n: torch.Tensor  # [5, 4mC] per reference code x (N: the mean row): W[j, b] - W[j, x] (b = 0..3)
+    rc_local: torch.Tensor  # [Grc] positions among these models of reverse-complement ones
+    c0: int
+    c1: int
+    h0: int
+    h1: int
     w_max: torch.Tensor  # [H, d, hid | 1] dense weights of the max features
     w_mean: torch.Tensor | None  # [H, d, hid | 1] of the mean features
     b1: torch.Tensor  # [H, hid | 1]
-    lin_max: torch.Tensor | None  # without hidden layer: [H, C] block-diagonal w_max (one GEMM for all heads)
+    lin_max: torch.Tensor | None  # without hidden layer: [H, c1 - c0] block-diagonal w_max (one GEMM)
     lin_mean: torch.Tensor | None
     w2: torch.Tensor | None  # [H, hid, 1]
     b2: torch.Tensor | None  # [H]
@@ -86,34 +84,48 @@ class _Stack:
         return len(self.bank_index)
 
     @property
+    def hidden(self) -> int:
+        return 0 if self.w2 is None else self.w2.shape[1]
+
+
+@dataclass
+class _Stack:
+    """Models whose detectors share a length and pooling, with stacked detector columns (each
+    architecture's forward columns, then its reverse-complement ones); dead detectors are kept
+    (they pool to 0)."""
+
+    m: int
+    avg: bool
+    centred: torch.Tensor  # [5m, C] row 5j + code: W[j, b] - mean_b W[j, b] (0 for N)
+    const: torch.Tensor  # [C] threshold + sum of the row means: the response to m N
+    subst: torch.Tensor  # [4, 3mC] per reference base x: W[j, x+r+1 mod 4] - W[j, x] (r = 0..2, j' = m-1-j)
+    subst_n: torch.Tensor  # [5, 4mC] per reference code x (N: the mean row): W[j, b] - W[j, x] (b = 0..3)
+    parts: list[_Heads]
+
+    @property
     def heads(self) -> int:
-        return self.size + int(self.rc_local.numel())
+        return self.parts[-1].h1
 
 
-def _build_stack(bank: Bank, members: list[int], device: torch.device) -> _Stack:
+def _build_heads(bank: Bank, members: list[int], c0: int, h0: int, device: torch.device):
+    """Dense layers of `members` (one architecture) and their detector columns [m, 4, c] / thresholds."""
     arch = bank.models[members[0]].info.arch
-    m, d = arch.detector_len, arch.num_detectors
+    d = arch.num_detectors
     rc_local = [k for k, i in enumerate(members) if bank.models[i].info.arch.reverse_complement]
     fwd = [bank.models[i].arrays["detectors"] for i in members]  # [m, 4, d] each
     rc = [fwd[k][::-1, ::-1, :] for k in rc_local]  # the reverse strand scanned along the forward one
-    w3 = np.concatenate(fwd + rc, axis=2).astype(np.float64)  # [m, 4, C]
+    w3 = np.concatenate(fwd + rc, axis=2).astype(np.float64)
     thr_m = [bank.models[i].arrays["thresholds"] for i in members]
     thr = np.concatenate(thr_m + [thr_m[k] for k in rc_local]).astype(np.float64)
-    mean = w3.mean(axis=1)  # [m, C]
-    centred = np.concatenate([w3 - mean[:, None], np.zeros_like(mean)[:, None]], axis=1)  # [m, 5, C]
-    rows = w3[::-1].transpose(1, 0, 2)  # [4, m, C] W[j, b] in j' = m-1-j order
-    by_code = np.concatenate([rows, rows.mean(axis=0, keepdims=True)])  # [5, m, C]
-    subst = np.stack([np.stack([rows[(x + r + 1) % 4] - rows[x] for r in range(3)]) for x in range(4)])
-    subst_n = rows[None] - by_code[:, None]  # [5, 4, m, C]
     heads = list(range(len(members))) + rc_local
+    H, C = len(heads), w3.shape[2]
     w1 = np.stack([bank.models[members[k]].arrays["weights1"] for k in heads])  # [H, nf, hid|1]
     b1 = np.stack([bank.models[members[k]].arrays["biases1"] for k in heads])  # [H, hid|1]
     # features interleaved [max0, avg0, max1, avg1, ...] per head, as the published weights expect
     w_max, w_mean = (w1[:, 0::2], w1[:, 1::2]) if arch.avg_pooling else (w1, None)
-    H, C = len(heads), w3.shape[2]
 
-    def t(a, dtype=torch.float32):
-        return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+    def t(a):
+        return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
     def block_diagonal(w):  # [H, d, 1] -> [H, C]
         out = np.zeros((H, C))
@@ -127,38 +139,72 @@ def _build_stack(bank: Bank, members: list[int], device: torch.device) -> _Stack
         b2 = np.stack([bank.models[members[k]].arrays["biases2"][0] for k in heads])
     else:
         w2 = b2 = None
-    return _Stack(
-        m=m, d=d, avg=arch.avg_pooling, hidden=arch.num_hidden,
-        bank_index=np.asarray(members),
+    part = _Heads(
+        d=d, bank_index=np.asarray(members),
         rc_local=torch.as_tensor(rc_local, dtype=torch.long, device=device),
-        centred=t(centred.reshape(5 * m, C)), const=t(thr + mean.sum(axis=0)),
-        subst=t(subst.reshape(4, -1)), subst_n=t(subst_n.reshape(5, -1)),
+        c0=c0, c1=c0 + C, h0=h0, h1=h0 + H,
         w_max=t(w_max), w_mean=t(w_mean), b1=t(b1),
         lin_max=t(block_diagonal(w_max)) if linear else None,
         lin_mean=t(block_diagonal(w_mean)) if linear and w_mean is not None else None,
         w2=t(w2), b2=t(b2),
     )
+    return part, w3, thr
+
+
+def _build_stack(bank: Bank, groups: list[list[int]], device: torch.device) -> _Stack:
+    """A stack of `groups` (models of one architecture each; all of one detector length and pooling)."""
+    arch = bank.models[groups[0][0]].info.arch
+    m = arch.detector_len
+    parts, ws, thrs = [], [], []
+    c0 = h0 = 0
+    for members in groups:
+        part, w3, thr = _build_heads(bank, members, c0, h0, device)
+        parts.append(part)
+        ws.append(w3)
+        thrs.append(thr)
+        c0, h0 = part.c1, part.h1
+    w3, thr = np.concatenate(ws, axis=2), np.concatenate(thrs)  # [m, 4, C], [C]
+    C = w3.shape[2]
+    mean = w3.mean(axis=1)  # [m, C]
+    centred = np.concatenate([w3 - mean[:, None], np.zeros_like(mean)[:, None]], axis=1)  # [m, 5, C]
+    rows = w3[::-1].transpose(1, 0, 2)  # [4, m, C] W[j, b] in j' = m-1-j order
+    by_code = np.concatenate([rows, rows.mean(axis=0, keepdims=True)])  # [5, m, C]
+    subst = np.stack([np.stack([rows[(x + r + 1) % 4] - rows[x] for r in range(3)]) for x in range(4)])
+    subst_n = rows[None] - by_code[:, None]  # [5, 4, m, C]
+
+    def t(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+    return _Stack(m=m, avg=arch.avg_pooling, centred=t(centred.reshape(5 * m, C)), const=t(thr + mean.sum(axis=0)),
+                  subst=t(subst.reshape(4, -1)), subst_n=t(subst_n.reshape(5, -1)), parts=parts)
 
 
 def _dense(s: _Stack, mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
-    """Scores of every head (model strand) from pooled features [R, C] (max, and mean): [R, H]."""
-    if s.lin_max is not None:  # one output per head: a block-diagonal GEMM for all heads at once
-        out = torch.mm(s.lin_max, mx.t())  # [H, R]: faster than [R, C] x [C, H] with few heads
-        if mean is not None:
-            out.addmm_(s.lin_mean, mean.t())
-        return out.add_(s.b1).t()
-    R, H = mx.shape[0], s.heads
-    h = torch.baddbmm(s.b1[:, None, :], mx.view(R, H, s.d).transpose(0, 1), s.w_max)  # [H, R, hid]
-    if mean is not None:
-        h.baddbmm_(mean.view(R, H, s.d).transpose(0, 1), s.w_mean)
-    return torch.baddbmm(s.b2[:, None, None], h.clamp_(min=0), s.w2)[:, :, 0].t()
+    """Scores of every head (model strand) of a stack from pooled features [R, C] (max, and mean): [R, H]."""
+    R = mx.shape[0]
+    out = mx.new_empty(R, s.heads)
+    for p in s.parts:
+        f_max = mx[:, p.c0:p.c1]
+        f_mean = None if mean is None else mean[:, p.c0:p.c1]
+        if p.lin_max is not None:  # one output per head: a block-diagonal GEMM for all heads at once
+            z = torch.mm(p.lin_max, f_max.t())  # [H, R]: faster than [R, C] x [C, H] with few heads
+            if f_mean is not None:
+                z.addmm_(p.lin_mean, f_mean.t())
+            out[:, p.h0:p.h1] = z.add_(p.b1).t()
+            continue
+        H = p.h1 - p.h0
+        h = torch.baddbmm(p.b1[:, None, :], f_max.unflatten(1, (H, p.d)).transpose(0, 1), p.w_max)  # [H, R, hid]
+        if f_mean is not None:
+            h.baddbmm_(f_mean.unflatten(1, (H, p.d)).transpose(0, 1), p.w_mean)
+        out[:, p.h0:p.h1] = torch.baddbmm(p.b2[:, None, None], h.clamp_(min=0), p.w2)[:, :, 0].t()
+    return out
 
 
-def _models_of(s: _Stack, per_head: torch.Tensor) -> torch.Tensor:
+def _models_of(p: _Heads, per_head: torch.Tensor) -> torch.Tensor:
     """[..., H] strand scores -> [..., G] model scores (the max of the strands, as the original)."""
-    out = per_head[..., :s.size].clone()
-    if s.rc_local.numel():
-        out[..., s.rc_local] = torch.maximum(out[..., s.rc_local], per_head[..., s.size:])
+    out = per_head[..., :p.size].clone()
+    if p.rc_local.numel():
+        out[..., p.rc_local] = torch.maximum(out[..., p.rc_local], per_head[..., p.size:])
     return out
 
 
@@ -172,15 +218,24 @@ class MutationMapper:
         self.budget = budget or DEFAULT_BUDGET
         # the mutants' pre-activations are reduced as soon as built: cache-sized on the CPU
         self.chunk = chunk or (min(self.budget, _CPU_CHUNK) if self.device.type == "cpu" else self.budget)
+        # models whose detectors share a length and pooling share one stack of detector columns
         by_arch: dict[tuple, list[int]] = {}
         for i, model in enumerate(bank.models):
             a = model.info.arch
-            by_arch.setdefault((a.detector_len, a.num_detectors, a.avg_pooling, a.num_hidden), []).append(i)
+            by_arch.setdefault((a.detector_len, a.avg_pooling, a.num_detectors, a.num_hidden), []).append(i)
         self.stacks: list[_Stack] = []
-        for members in by_arch.values():
-            per = max(1, _MAX_COLUMNS // (2 * bank.models[members[0]].info.arch.num_detectors))
-            for k in range(0, len(members), per):
-                self.stacks.append(_build_stack(bank, members[k:k + per], self.device))
+        pending: dict[tuple, tuple[int, list[list[int]]]] = {}
+        for key, members in by_arch.items():
+            cols = 2 * key[2]  # at most, per model
+            for k in range(0, len(members), max(1, _MAX_COLUMNS // cols)):
+                chunk = members[k:k + max(1, _MAX_COLUMNS // cols)]
+                used, groups = pending.get(key[:2], (0, []))
+                if groups and used + cols * len(chunk) > _MAX_COLUMNS:
+                    self.stacks.append(_build_stack(bank, groups, self.device))
+                    used, groups = 0, []
+                pending[key[:2]] = (used + cols * len(chunk), groups + [chunk])
+        for _, groups in pending.values():
+            self.stacks.append(_build_stack(bank, groups, self.device))
 
     def __len__(self) -> int:
         return len(self.bank)
@@ -192,14 +247,26 @@ class MutationMapper:
         x = torch.as_tensor(np.asarray(codes)).to(self.device, torch.long)
         if x.dim() != 1 or x.numel() == 0:
             raise ValueError("codes must be one non-empty sequence")
-        L = x.numel()
-        wt = torch.empty(len(self.bank), dtype=torch.float64)
-        mut = torch.empty(L, 4, len(self.bank), dtype=torch.float64)
+        L, M = x.numel(), len(self.bank)
+        # a mutant per slot: without N, the 3 other bases (x_i + 1, + 2, + 3 mod 4); with N, all 4 bases
+        S = 3 if int(x.max()) < 4 else 4
+        wt = torch.empty(M, dtype=torch.float64)
+        slots = torch.empty(L, S, M, dtype=torch.float64)
         for s in self.stacks:
-            w, m = self._stack_scores(s, x, options.window_size, options.average)
-            idx = torch.as_tensor(s.bank_index)
-            wt[idx] = w.cpu()
-            mut[:, :, idx] = m.cpu()
+            wt_head, per_head = self._stack_scores(s, x, S, options.window_size, options.average)
+            wt_head, per_head = wt_head.cpu(), per_head.cpu()
+            for p in s.parts:
+                idx = torch.as_tensor(p.bank_index)
+                wt[idx] = _models_of(p, wt_head[p.h0:p.h1])
+                slots[:, :, idx] = _models_of(p, per_head[:, :, p.h0:p.h1])
+        if S == 4:
+            mut = slots
+        else:
+            i, ref = torch.arange(L), x.cpu()
+            mut = slots.new_empty(L, 4, M)
+            mut[i, ref] = wt
+            for r in range(3):
+                mut[i, (ref + r + 1) % 4] = slots[:, r]
         if options.class_prob:
             wt, mut = torch.sigmoid(wt), torch.sigmoid(mut)
         wt32, mut32 = wt.float().numpy(), mut.float().numpy()
@@ -208,8 +275,8 @@ class MutationMapper:
         mut32[np.flatnonzero(known), ref[known]] = wt32  # the wild-type base: exactly the wild-type score
         return wt32, mut32
 
-    def _stack_scores(self, s: _Stack, x: torch.Tensor, window_size: int | None, average: bool):
-        """Wild-type [G] and mutant [L, 4, G] scores (float64) of one stack."""
+    def _stack_scores(self, s: _Stack, x: torch.Tensor, S: int, window_size: int | None, average: bool):
+        """Wild-type [H] and mutant [L, S, H] scores (float64) of every head (model strand) of one stack."""
         L, m = x.numel(), s.m
         wl = min(window_size or int(1.5 * m), L)
         P = L - wl + 1
@@ -218,12 +285,10 @@ class MutationMapper:
         H = s.heads
         dev = x.device
         wt_win = torch.empty(P, H, device=dev)
-        # a mutant per slot: without N, the 3 other bases (x_i + 1, + 2, + 3 mod 4); with N, all 4 bases
-        S = 3 if int(x.max()) < 4 else 4
         acc = torch.full((L, S, H), -torch.inf, device=dev) if not average else torch.zeros(L, S, H, device=dev)
         # windows per block: their pre-activations and running maxima, the mutants' pooled features
         # and dense layers fit the budget (with the partial sums and substitutions they read)
-        hid = s.w_max.shape[2]
+        hid = max(p.w_max.shape[2] for p in s.parts)
         per_window = (3 * Q * C + (m + 1) * C + 2 * wl * C + wl * S * C * (2 if s.avg else 1)
                       + wl * S * H * (hid + 2) + S * m * C)
         fixed = (wl - 1) * S * m * C + (Q - 1) * (m + 1) * C
@@ -249,14 +314,7 @@ class MutationMapper:
             rest = torch.maximum(pre[lo], suf[hi])
             per_head = torch.maximum(acc, rest[:, None, :]).double()
             wt_head = wt_win.amax(0).double()
-        wt_model, slots = _models_of(s, wt_head), _models_of(s, per_head)
-        if S == 4:
-            return wt_model, slots
-        mut = slots.new_empty(L, 4, s.size)
-        mut[i, x] = wt_model
-        for r in range(3):
-            mut[i, (x + r + 1) % 4] = slots[:, r]
-        return wt_model, mut
+        return wt_head, per_head
 
     @staticmethod
     def _preact(s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int, out: torch.Tensor) -> None:
@@ -345,7 +403,7 @@ class MutationMapper:
             mean.add_(rest[:, :, None]).div_(Q)
             mean = mean.view(-1, C)
         H = s.heads
-        sc = _dense(s, mx.view(-1, C), mean).reshape(n, wl, S * H)
+        sc = _dense(s, mx.view(-1, C), mean).view(n, wl, S * H)
         # window p with offset t holds mutation i = p + t: skew so each i is one row
         fill = 0.0 if average else -torch.inf
         skew = sc.new_full((n + wl - 1, wl, S * H), fill)

@@ -322,7 +322,8 @@ class MutationMapper:
 
         Position q of a window is the filter start s = p + q - (m-1); its rows k..l-1 read the
         window (k = max(0, m-1-q), l = min(m, wl+m-1-q)) and the others an N, which adds 0 to the
-        centred weights: const + (partial sums of the centred rows at s)[l] - [k].
+        centred weights: const + (partial sums of the centred rows at s)[l] - [k]. Within each of
+        the (up to) four ranges of q where k and l are constant or step by -1, that is a strided view.
         """
         m, L, n = s.m, x.numel(), pb - pa
         Q, C = wl + m - 1, out.shape[2]
@@ -331,17 +332,25 @@ class MutationMapper:
         pos = torch.arange(pa - m + 1, pa - m + 1 + ns, device=dev)[:, None] + torch.arange(m, device=dev)
         code = torch.where((pos >= 0) & (pos < L), x[pos.clamp(0, L - 1)], N)
         rows = s.centred.index_select(0, (code + 5 * torch.arange(m, device=dev)).view(-1)).view(ns, m, C)
-        cs = rows.new_empty(ns, m + 1, C)
-        cs[:, 0] = 0
-        torch.cumsum(rows, 1, out=cs[:, 1:])
+        cs = torch.cumsum(rows, 1)  # cs[s, l - 1] = sum of rows < l
         del rows
-        q = torch.arange(Q, device=dev)
-        base = (torch.arange(n, device=dev)[:, None] + q) * (m + 1)  # [n, Q] row of filter start p + q - (m-1)
-        flat, res = cs.view(-1, C), out.view(-1, C)
-        torch.index_select(flat, 0, (base + (wl + m - 1 - q).clamp(max=m)).view(-1), out=res)
-        left = q < m - 1  # positions that lose their first rows
-        res.view(n, Q, C)[:, left] -= flat.index_select(0, (base[:, left] + (m - 1 - q[left])).view(-1)).view(n, -1, C)
-        res.add_(s.const)
+        step = m * C
+
+        def rows_below(q0: int, q1: int, l0: int, dl: int) -> torch.Tensor:
+            """View [n, q1 - q0, C]: the sum of rows < l at filter start p + q, l = l0 + dl (q - q0)."""
+            return cs.as_strided((n, q1 - q0, C), (step, step + dl * C, 1), q0 * step + (l0 - 1) * C)
+
+        for q0, q1, k0, l0, dl in ((0, min(m - 1, wl), m - 1, m, 0),  # cut on the left
+                                   (m - 1, wl, 0, m, 0),  # whole
+                                   (wl, m - 1, m - 1 - wl, m - 1, -1),  # cut on both sides (w < m - 1)
+                                   (max(m - 1, wl), Q, 0, wl + m - 1 - max(m - 1, wl), -1)):  # cut on the right
+            if q1 <= q0:
+                continue
+            if k0:  # k = k0 - (q - q0) rows lost on the left
+                torch.sub(rows_below(q0, q1, l0, dl), rows_below(q0, q1, k0, -1), out=out[:, q0:q1])
+            else:
+                out[:, q0:q1] = rows_below(q0, q1, l0, dl)
+        out.add_(s.const)
 
     def _block(self, s: _Stack, x: torch.Tensor, wl: int, pa: int, pb: int,
                wt_win: torch.Tensor, acc: torch.Tensor, average: bool) -> None:

@@ -192,11 +192,12 @@ def _dense(s: _Stack, mx: torch.Tensor, mean: torch.Tensor | None) -> torch.Tens
                 z.addmm_(p.lin_mean, f_mean.t())
             out[:, p.h0:p.h1] = z.add_(p.b1).t()
             continue
-        H = p.h1 - p.h0
-        h = torch.baddbmm(p.b1[:, None, :], f_max.unflatten(1, (H, p.d)).transpose(0, 1), p.w_max)  # [H, R, hid]
-        if f_mean is not None:
-            h.baddbmm_(f_mean.unflatten(1, (H, p.d)).transpose(0, 1), p.w_mean)
-        out[:, p.h0:p.h1] = torch.baddbmm(p.b2[:, None, None], h.clamp_(min=0), p.w2)[:, :, 0].t()
+        for h in range(p.h1 - p.h0):  # a GEMM per head (faster than bmm over the heads' strided features)
+            cols = slice(h * p.d, (h + 1) * p.d)
+            z = torch.addmm(p.b1[h], f_max[:, cols], p.w_max[h])  # [R, hid]
+            if f_mean is not None:
+                z.addmm_(f_mean[:, cols], p.w_mean[h])
+            torch.addmv(p.b2[h], z.clamp_(min=0), p.w2[h, :, 0], out=out[:, p.h0 + h])
     return out
 
 

@@ -23,11 +23,12 @@ Exact and fast, without scoring 3L mutant sequences:
   wild-type window scores before and after its affected windows (or, with --average, the
   wild-type sum with the affected windows' scores swapped).
 
-All models of one architecture are stacked into one set of columns (forward detectors, then
-the flipped detectors of reverse-complement models, as in `forward.BankEngine`); the three
-other bases of every position (all four at an `N`) and every window offset of a chunk of
-windows are evaluated together, and work is chunked over windows and offsets in cache-sized
-steps, so memory stays within a budget for any sequence length.
+Models whose detectors share a length and pooling are stacked into one set of columns (per
+architecture, forward detectors, then the flipped detectors of reverse-complement models, as
+in `forward.BankEngine`), so models that differ only in their dense layers share the detector
+work; the three other bases of every position (all four at an `N`) and every window offset
+of a block of windows are evaluated together, in cache-sized chunks of windows and offsets,
+and blocks of windows keep memory within a budget for any sequence length.
 """
 
 from __future__ import annotations
@@ -227,14 +228,15 @@ class MutationMapper:
         self.stacks: list[_Stack] = []
         pending: dict[tuple, tuple[int, list[list[int]]]] = {}
         for key, members in by_arch.items():
-            cols = 2 * key[2]  # at most, per model
-            for k in range(0, len(members), max(1, _MAX_COLUMNS // cols)):
-                chunk = members[k:k + max(1, _MAX_COLUMNS // cols)]
+            cols = 2 * key[2]  # at most, per model (both strands)
+            per = max(1, _MAX_COLUMNS // cols)
+            for k in range(0, len(members), per):
+                group = members[k:k + per]
                 used, groups = pending.get(key[:2], (0, []))
-                if groups and used + cols * len(chunk) > _MAX_COLUMNS:
+                if groups and used + cols * len(group) > _MAX_COLUMNS:
                     self.stacks.append(_build_stack(bank, groups, self.device))
                     used, groups = 0, []
-                pending[key[:2]] = (used + cols * len(chunk), groups + [chunk])
+                pending[key[:2]] = (used + cols * len(group), groups + [group])
         for _, groups in pending.values():
             self.stacks.append(_build_stack(bank, groups, self.device))
 

@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=16)
     ap.add_argument("--window-size", type=int, default=None)
     ap.add_argument("--average", action="store_true")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--brute-positions", type=int, default=25, help="positions brute force scores at 1,000 bp")
     args = ap.parse_args()
     options = ScoreOptions(window_size=args.window_size, average=args.average)

@@ -257,11 +257,10 @@ class MutationMapper:
         slots = torch.empty(L, S, M, dtype=torch.float64)
         for s in self.stacks:
             wt_head, per_head = self._stack_scores(s, x, S, options.window_size, options.average)
-            wt_head, per_head = wt_head.cpu(), per_head.cpu()
             for p in s.parts:
                 idx = torch.as_tensor(p.bank_index)
-                wt[idx] = _models_of(p, wt_head[p.h0:p.h1])
-                slots[:, :, idx] = _models_of(p, per_head[:, :, p.h0:p.h1])
+                wt[idx] = _models_of(p, wt_head[p.h0:p.h1]).cpu()
+                slots[:, :, idx] = _models_of(p, per_head[:, :, p.h0:p.h1]).cpu()
         if S == 4:
             mut = slots
         else:

@@ -100,6 +100,20 @@ def test_small_budget_and_long_sequence_give_the_same_maps(mixed):
                                atol=1e-4, rtol=0)
 
 
+def test_stacking_of_models_changes_nothing(mixed, monkeypatch):
+    """Models sharing a detector length and pooling share a stack; split into more, smaller
+    stacks (a column limit below two models), the maps are the same."""
+    import dbtools.mutmap as mutmap
+
+    sub, engine, mapper = mixed
+    assert any(len(s.parts) > 1 for s in mapper.stacks)  # architectures differing only in dense layers
+    monkeypatch.setattr(mutmap, "_MAX_COLUMNS", 40)
+    split = MutationMapper(sub, "cpu")
+    assert len(split.stacks) > len(mapper.stacks) and all(s.const.numel() <= 40 for s in split.stacks)
+    codes = encode(CTCF_PEAK[:70])
+    np.testing.assert_allclose(split.scores(codes)[1], mapper.scores(codes)[1], atol=2e-5, rtol=0)
+
+
 def test_delta_semantics_reference_zero_deepbind_scale_and_class_prob(mixed):
     sub, engine, mapper = mixed
     codes = encode(CTCF_PEAK[:60] + "N" + CTCF_PEAK[61:])

@@ -36,6 +36,7 @@ import torch
 
 from .bank import Bank
 from .encode import N, one_hot
+from .parallel import parallel_steps
 
 # floats allowed in one group's activation block (bounds memory per step)
 DEFAULT_BUDGET = 1 << 24
@@ -45,19 +46,6 @@ _BLOCK = 4  # filter rows per block in the edge decomposition
 _CPU_STEP = 1 << 19  # floats per [windows x columns] step on the CPU (cache-sized elementwise ops)
 _CPU_COLS = 1000  # detector columns per step on the CPU (the GPU takes a group's columns at once)
 _MIN_WINDOWS = 3  # fewer windows than this: edges recomputed per window (cheaper when nearly whole)
-
-
-@dataclass
-class _Side:
-    """The cuts of one window edge, in this side's column order (live columns first)."""
-
-    order: np.ndarray  # [F_live] positions in the group's live columns
-    const: torch.Tensor  # [F_live] threshold + sum of row means (response to all N)
-    blocks: list[list[torch.Tensor]]  # per chunk of `width` columns, per block: [width, 4 * rows] centred weights
-    nb: int
-    width: int
-    live: list[int]  # live[c]: columns alive at cut c (a prefix of the order); index 0 unused
-    partial: list[torch.Tensor | None]  # per cut: [live[c], 4r] partial-block weights, None on a block boundary
 
 
 @dataclass
@@ -78,20 +66,31 @@ class _Group:
     b1: torch.Tensor  # [G, H]
     w2: torch.Tensor | None  # [G, H]
     b2: torch.Tensor | None  # [G]
-    left: _Side  # cuts at a window start: the first k rows see N (k = 1..m-1)
-    right: _Side  # cuts at a window end: the last h rows see N (h = 1..m-1)
-    # pooled features of the cut path live in one [R, k * F_live + 1] block: the max (and mean)
-    # of each column in a side's order, then a zero column
-    left_to_right: torch.Tensor  # [k * F_live + 1] left-order block column of each right-order one
-    features: torch.Tensor  # [n_columns * k] right-order block column of each dense input (zero if dead)
+    cuts: _Cuts
+    features: torch.Tensor  # [n_columns * k] pooled column of each dense input (the zero column if dead)
 
     @property
     def size(self) -> int:
         return int(self.bank_index.numel())
 
 
-def _build_sides(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int):
-    """Left and right cut data for live columns w [m, 4, F] (float64), thresholds [F]."""
+@dataclass
+class _Cuts:
+    """Edge-cut data of a group's live columns, in one column order shared by both window edges
+    (live columns first, by the last cut at which either edge is live)."""
+
+    order: np.ndarray  # [F_live] positions in the group's live columns
+    const: torch.Tensor  # [F_live] threshold + sum of row means (response to all N)
+    tables: list[list[torch.Tensor]]  # per chunk of `width` columns, per block: [5**b, fw] response to each b-mer
+    rows: list[list[torch.Tensor]]  # per chunk, per block: [4 * rows, fw] centred weights (row, then base)
+    nb: int  # blocks of `_BLOCK` rows (the last one may be shorter)
+    width: int
+    live_left: list[int]  # live_left[k]: columns alive at the left cut k (a prefix of the order)
+    live_right: list[int]  # live_right[h]: columns alive at the right cut h
+
+
+def _build_cuts(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int) -> _Cuts:
+    """Cut data for live columns w [m, 4, F] (float64), thresholds [F]."""
     m, _, F = w.shape
     b = _BLOCK
     mean = w.mean(axis=1)  # [m, F]
@@ -99,38 +98,32 @@ def _build_sides(w: np.ndarray, thr: np.ndarray, device: torch.device, width: in
     const = thr + mean.sum(axis=0)
     top = wc.max(axis=1)  # [m, F], >= 0
     # upper bounds: left cut k keeps rows k.., right cut h keeps rows ..m-1-h
-    ub_left = const + np.cumsum(top[::-1], axis=0)[::-1]  # [k]
-    ub_right = const + np.cumsum(top, axis=0)  # [l - 1] for l kept rows
+    ub_left = const + np.cumsum(top[::-1], axis=0)[::-1]
+    ub_right = const + np.cumsum(top, axis=0)
     last_left = (ub_left[1:] > -_DEAD_MARGIN).sum(axis=0)  # live cuts are k = 1..last_left
     last_right = (ub_right[:m - 1] > -_DEAD_MARGIN).sum(axis=0)  # live cuts are h = 1..last_right
-    sides = []
-    for last, is_left in ((last_left, True), (last_right, False)):
-        order = np.argsort(-last, kind="stable")
-        wo = wc[:, :, order].astype(np.float32)
-        live = [0] + [int((last >= c).sum()) for c in range(1, m)]
-        partial: list[torch.Tensor | None] = [None]
-        for c in range(1, m):
-            if is_left:  # rows c..end of c's block
-                beta, r = divmod(c, b)
-                rows = wo[c:min((beta + 1) * b, m)]
-            else:  # kept rows l = m - c; the rows of l's last (partial) block
-                beta, r = divmod(m - c, b)
-                rows = wo[beta * b:beta * b + r]
-            if r == 0 or live[c] == 0:
-                partial.append(None)
-            else:
-                p = np.ascontiguousarray(rows.reshape(-1, F)[:, :live[c]].T)
-                partial.append(torch.as_tensor(p, device=device))
-        nb = -(-m // b) if is_left else (m - 1) // b
-        sides.append(_Side(
-            order=order,
-            const=torch.as_tensor(const[order].astype(np.float32), device=device),
-            blocks=[[torch.as_tensor(np.ascontiguousarray(
-                wo[beta * b:(beta + 1) * b, :, c:c + width].reshape(-1, min(width, F - c)).T), device=device)
-                for beta in range(nb)] for c in range(0, F, width)],
-            nb=nb, width=width, live=live, partial=partial,
-        ))
-    return sides
+    order = np.argsort(-np.maximum(last_left, last_right), kind="stable")
+    position = np.empty(F, dtype=np.int64)
+    position[order] = np.arange(F)
+
+    def live(last: np.ndarray) -> list[int]:  # a prefix long enough for every column alive at cut c
+        return [0] + [int(position[last >= c].max()) + 1 if (last >= c).any() else 0 for c in range(1, m)]
+
+    nb = -(-m // b)
+    padded = np.zeros((nb * b, 5, F))  # rows past m and the N channel respond 0 (centred weights)
+    padded[:m, :4] = wc[:, :, order]
+    digits = (np.arange(5 ** b)[:, None] // 5 ** np.arange(b)[None, :]) % 5  # [5**b, b]
+    tables, rows = [], []
+    for c in range(0, F, width):
+        blk = padded[:, :, c:c + width]
+        tables.append([torch.as_tensor(sum(blk[beta * b + r][digits[:, r]] for r in range(b)).astype(np.float32),
+                                       device=device) for beta in range(nb)])
+        rows.append([torch.as_tensor(np.ascontiguousarray(
+            blk[beta * b:min((beta + 1) * b, m), :4].reshape(-1, blk.shape[2]).astype(np.float32)), device=device)
+            for beta in range(nb)])
+    return _Cuts(order=order, const=torch.as_tensor(const[order].astype(np.float32), device=device),
+                 tables=tables, rows=rows, nb=nb, width=width,
+                 live_left=live(last_left), live_right=live(last_right))
 
 
 def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group:
@@ -150,14 +143,11 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
     if live.size == 0:
         live = np.array([0])
     width = _CPU_COLS if device.type == "cpu" else live.size
-    left, right = _build_sides(w3[:, :, live].astype(np.float64), thresholds[live].astype(np.float64), device, width)
-    position = np.empty(live.size, dtype=np.int64)
-    position[left.order] = np.arange(live.size)
+    cuts = _build_cuts(w3[:, :, live].astype(np.float64), thresholds[live].astype(np.float64), device, width)
     k, F = (2 if arch.avg_pooling else 1), live.size
-    l2r = np.concatenate([position[right.order] + t * F for t in range(k)] + [[k * F]])
     features = np.full((cols.shape[1], k), k * F, dtype=np.int64)
     for t in range(k):
-        features[live[right.order], t] = np.arange(F) + t * F
+        features[live[cuts.order], t] = np.arange(F) + t * F
     nf = arch.num_features
     w1 = np.stack([bank.models[i].arrays["weights1"] for i in members])  # [G, nf, H|1]
     b1 = np.stack([bank.models[i].arrays["biases1"] for i in members])  # [G, H|1]
@@ -177,8 +167,7 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
         live=torch.as_tensor(live, dtype=torch.long, device=device),
         n_columns=cols.shape[1],
         w1=torch.as_tensor(w1, device=device), b1=torch.as_tensor(b1, device=device), w2=w2, b2=b2,
-        left=left, right=right,
-        left_to_right=torch.as_tensor(l2r, device=device),
+        cuts=cuts,
         features=torch.as_tensor(features.reshape(-1), device=device),
     )
 
@@ -191,30 +180,32 @@ def _reduce(acc: torch.Tensor | None, scores: torch.Tensor, average: bool) -> to
     return acc + part if average else torch.maximum(acc, part)
 
 
-def _sliding_max(v: torch.Tensor, n: int, out: torch.Tensor) -> None:
-    """out[:, p] = max(v[:, p:p+n]) for p < out.shape[1] (v has out.shape[1] + n - 1 on dim 1)."""
-    count, width, cur = out.shape[1], 1, v
-    while 2 * width <= n:  # cur[:, i] = max(v[:, i:i+2*width])
-        cur = torch.maximum(cur[:, :-width], cur[:, width:])
+def _sliding_max(v: torch.Tensor, n: int, out: torch.Tensor, dim: int = 1) -> None:
+    """out[p] = max(v[p:p+n]) along `dim` for p < out.shape[dim] (v has out.shape[dim] + n - 1 there)."""
+    count, width, cur = out.shape[dim], 1, v
+    while 2 * width <= n:  # cur[i] = max(v[i:i+2*width])
+        size = cur.shape[dim] - width
+        cur = torch.maximum(cur.narrow(dim, 0, size), cur.narrow(dim, width, size))
         width *= 2
     if width == n:
-        out.copy_(cur[:, :count])
+        out.copy_(cur.narrow(dim, 0, count))
     else:
-        torch.maximum(cur[:, :count], cur[:, n - width:n - width + count], out=out)
+        torch.maximum(cur.narrow(dim, 0, count), cur.narrow(dim, n - width, count), out=out)
 
 
-def _sliding_sum(v: torch.Tensor, n: int, out: torch.Tensor) -> None:
-    """out[:, p] = sum(v[:, p:p+n]) for p < out.shape[1] (v has out.shape[1] + n - 1 on dim 1)."""
-    count, off, width, cur, first = out.shape[1], 0, 1, v, True
-    while True:  # binary decomposition of n; cur[:, i] = sum(v[:, i:i+width])
+def _sliding_sum(v: torch.Tensor, n: int, out: torch.Tensor, dim: int = 1) -> None:
+    """out[p] = sum(v[p:p+n]) along `dim` for p < out.shape[dim] (v has out.shape[dim] + n - 1 there)."""
+    count, off, width, cur, first = out.shape[dim], 0, 1, v, True
+    while True:  # binary decomposition of n; cur[i] = sum(v[i:i+width])
         if n & width:
-            part = cur[:, off:off + count]
+            part = cur.narrow(dim, off, count)
             out.copy_(part) if first else out.add_(part)
             first = False
             off += width
         if 2 * width > n:
             return
-        cur = cur[:, :-width] + cur[:, width:]
+        size = cur.shape[dim] - width
+        cur = cur.narrow(dim, 0, size) + cur.narrow(dim, width, size)
         width *= 2
 
 
@@ -246,14 +237,14 @@ class BankEngine:
             per_window_rows = (2 * (g.m - 1) if w >= g.m else w + g.m - 1) + 1
             wc = max(1, min(n_windows, self.budget // (per_window_rows * cols)))
             return wc, max(1, min(B, self.budget // (wc * per_window_rows * cols)))
-        width = min(cols, g.left.width)
+        width = min(cols, g.cuts.width)
         step = min(_CPU_STEP, self.budget // 8) if self.device.type == "cpu" else self.budget // 8
         rows = max(1, step // width)
         wc = min(n_windows, rows)
         sb = max(1, min(B, rows // wc))
 
         def floats(wc: int, sb: int) -> int:  # block sums of one column chunk, pooled features
-            return (wc + w + g.m) * sb * (g.left.nb + 1) * width + wc * sb * cols * (2 if g.avg else 1)
+            return (wc + w + g.m) * sb * (g.cuts.nb + 1) * width + wc * sb * cols * (2 if g.avg else 1)
 
         while floats(wc, sb) > self.budget and (sb > 1 or wc > 1):
             if sb > 1:
@@ -276,23 +267,28 @@ class BankEngine:
             raise ValueError("codes must be [batch, length]")
         B, L = codes.shape
         out = torch.empty(B, len(self.bank), device=self.device)
+        steps = []
         for g in self.groups:
             w = min(window_size or int(1.5 * g.m), L)
-            n_windows = L - w + 1
-            wc, sb = self._steps(g, B, w, n_windows)
-            for b0 in range(0, B, sb):
-                sub = codes[b0:b0 + sb]
-                fwd = rc = None
-                for p0 in range(0, n_windows, wc):
-                    f, r = self.window_scores(g, sub, w, p0, min(n_windows, p0 + wc))
-                    fwd = _reduce(fwd, f, average)
-                    rc = _reduce(rc, r, average)
-                # as the original: each strand is reduced over windows, then the strands' max is taken
-                if g.rc_local.numel():
-                    fwd[:, g.rc_local] = torch.maximum(fwd[:, g.rc_local], rc)
-                if average and n_windows > 1:
-                    fwd = fwd / L
-                out[b0:b0 + sb, g.bank_index] = fwd
+            wc, sb = self._steps(g, B, w, L - w + 1)
+            steps.extend((g, w, wc, b0, min(B, b0 + sb)) for b0 in range(0, B, sb))
+
+        def run(step) -> None:
+            g, w, wc, b0, b1 = step
+            sub, n_windows = codes[b0:b1], L - w + 1
+            fwd = rc = None
+            for p0 in range(0, n_windows, wc):
+                f, r = self.window_scores(g, sub, w, p0, min(n_windows, p0 + wc))
+                fwd = _reduce(fwd, f, average)
+                rc = _reduce(rc, r, average)
+            # as the original: each strand is reduced over windows, then the strands' max is taken
+            if g.rc_local.numel():
+                fwd[:, g.rc_local] = torch.maximum(fwd[:, g.rc_local], rc)
+            if average and n_windows > 1:
+                fwd = fwd / L
+            out[b0:b1, g.bank_index] = fwd
+
+        parallel_steps(run, steps, self.device)
         return out
 
     def window_scores(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int):
@@ -303,7 +299,7 @@ class BankEngine:
         """
         B, nw = codes.shape[0], p1 - p0
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
-            pooled = self._pooled_cuts(g, codes, w, p0, p1)  # [k * F + 1, nw * B] (window, sequence)
+            pooled = self._pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
             feats = pooled.index_select(0, g.features).view(g.n_columns // g.num_detectors, -1, nw * B)
             f, r = self._heads(g, feats)
             return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
@@ -371,136 +367,139 @@ class BankEngine:
         return mx, sm
 
     def _pooled_cuts(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int) -> torch.Tensor:
-        """Pooled features from shared block sums (w >= m): [k * F + 1, nw * B], columns (window, sequence);
-        the max (then the mean) of every detector column in g.right's order, then zeros."""
+        """Pooled features from shared block sums (w >= m): [nw * B, k * F + 1], rows (window, sequence);
+        the max (then the mean) of every detector column in g.cuts' order, then a zero column."""
         B, L = codes.shape
         m, nw, b = g.m, p1 - p0, _BLOCK
-        left, right = g.left, g.right
-        F = left.const.numel()
-        nl, nr = left.nb, right.nb
+        cuts = g.cuts
+        F = cuts.const.numel()
+        nl, nr = cuts.nb, (m - 1) // b
         inner = w - m + 1
         rows = nw * B
         dev = codes.device
-        # one-hot blocks x[q..q+b-1] for q in [p0, p1 + w - 1): [4b, positions * B] (q-major, then sequence)
+        # codes of positions q in [p0, p1 + w - 2 + b), N past the sequence; rows (position, sequence)
         lo, hi = p0, p1 + w - 2 + b
         seg = torch.full((hi - lo, B), N, dtype=codes.dtype, device=dev)
         seg[:min(hi, L) - lo] = codes[:, lo:min(hi, L)].t()
-        xb = one_hot(seg.unfold(0, b, 1)).permute(2, 3, 0, 1).reshape(4 * b, -1)
-        x_left = xb[:, :rows]  # x[p..p+b-1]
-        x_right = xb[:, (w - b) * B:(w - b) * B + rows]  # x[e-b+1..e], e = p + w - 1
+        seg = seg.clamp_(max=N)
+        kmer = (seg.unfold(0, b, 1) * self._powers(b, dev)).sum(-1).reshape(-1)  # b-mer starting at q
+        x1 = one_hot(seg).reshape(-1, 4)  # the base at q
         sr = p0 + w - m + 1  # first right filter start
 
         k = 2 if g.avg else 1
-        pooled = torch.empty(k * F + 1, rows, device=dev)
-        pooled[-1] = 0
-        acc = pooled[:F]
-        total = pooled[F:2 * F] if g.avg else None
-        buf = torch.empty(rows * left.width, device=dev)
+        pooled = torch.empty(rows, k * F + 1, device=dev)
+        pooled[:, -1] = 0
+        acc = pooled[:, :F]
+        total = pooled[:, F:2 * F] if g.avg else None
+        buf = torch.empty(rows * cuts.width, device=dev) if g.avg else None
 
-        def fold(val: torch.Tensor, c: int, n: int, fresh: bool):
-            a = acc[c:c + n]
+        def fold(val: torch.Tensor, c: int, n: int):
+            a = acc[:, c:c + n]
             if total is not None:
-                val = val.clamp_(min=0) if fresh else torch.clamp(val, min=0, out=buf[:rows * n].view(n, rows))
-                total[c:c + n].add_(val)
+                val = torch.clamp(val, min=0, out=buf[:rows * n].view(rows, n))
+                total[:, c:c + n].add_(val)
             torch.maximum(a, val, out=a)
 
-        for chunk, c0 in enumerate(range(0, F, left.width)):
-            fw = min(F, c0 + left.width) - c0
-            wb = left.blocks[chunk]
-            # suffix block sums bl[beta][:, i] = C + blocks beta.. at filter start s = p0 - beta*b + i,
-            # for s up to the last interior start p1-1+w-m (computed in place, last block first)
+        for chunk, c0 in enumerate(range(0, F, cuts.width)):
+            fw = min(F, c0 + cuts.width) - c0
+            tab, wr = cuts.tables[chunk], cuts.rows[chunk]
+            const = cuts.const[c0:c0 + fw]
+            # suffix block sums bl[beta][i] = C + blocks beta.. at filter start s = p0 - beta*b + i,
+            # for s up to the last interior start p1-1+w-m (last block first)
             bl = [None] * nl
             for beta in range(nl - 1, -1, -1):
                 q = (nw + inner - 1 + beta * b) * B
-                bl[beta] = torch.mm(wb[beta], xb[:wb[beta].shape[1], :q])
+                bl[beta] = tab[beta].index_select(0, kmer[:q])
                 if beta == nl - 1:
-                    bl[beta].add_(left.const[c0:c0 + fw, None])
+                    bl[beta].add_(const)
                 else:
-                    bl[beta].add_(bl[beta + 1][:, b * B:b * B + q])
+                    bl[beta].add_(bl[beta + 1][b * B:b * B + q])
             # interior: full responses at filter starts p0 .. p1-1+w-m, slid over inner positions
-            conv = bl[0].clamp_(min=0).view(fw, nw + inner - 1, B)
-            _sliding_max(conv, inner, acc[c0:c0 + fw].view(fw, nw, B))
+            conv = bl[0].clamp_(min=0).view(nw + inner - 1, B, fw)
+            _sliding_max(conv, inner, acc[:, c0:c0 + fw].view(nw, B, fw), dim=0)
             if total is not None:
-                _sliding_sum(conv, inner, total[c0:c0 + fw].view(fw, nw, B))
-            # left cuts, one base block sum at a time: cut 4j (a block boundary) reads bl[j] as is;
-            # the cuts k of block j-1 (descending) then add row k to bl[j] in place, since the
-            # suffix sum from row k at filter start s is the one from row k+1 plus W~[k] x[s+k]
+                _sliding_sum(conv, inner, total[:, c0:c0 + fw].view(nw, B, fw), dim=0)
+            del conv
+            # left cuts (the first k rows see N), one base block sum at a time: cut bj (a block
+            # boundary) reads bl[j] as is; the cuts k of block j-1 (descending) then add row k to
+            # bl[j] in place, since the suffix from row k at filter start s is the one from row
+            # k+1 plus W~[k] x[s+k]
+            live = cuts.live_left
             for j in range(1, nl + 1):
-                if left.live[min(4 * j - 3, m - 1)] <= c0:
+                if live[min(b * j - b + 1, m - 1)] <= c0:
                     break
-                if 4 * j < m:
-                    n = min(left.live[4 * j] - c0, fw)
-                    if n > 0:  # filter start p - 4j  ->  i = p - p0
-                        fold(bl[j][:n, :rows], c0, n, False)
-                top = min(4 * j, m)  # block j-1 holds rows 4j-4 .. top-1
-                nmax = min(left.live[4 * j - 3] - c0, fw)
-                if j < nl:  # t[:, i] at filter start p0 - 4j + i
+                if b * j < m:
+                    n = min(live[b * j] - c0, fw)
+                    if n > 0:  # filter start p - bj  ->  i = p - p0
+                        fold(bl[j][:rows, :n], c0, n)
+                top = min(b * j, m)  # block j-1 holds rows bj-b .. top-1
+                if top - 1 <= b * j - b:
+                    continue
+                nmax = min(live[b * j - b + 1] - c0, fw)
+                if j < nl:  # t[i] at filter start p0 - bj + i
                     t, off = bl[j], 0
                 else:  # the suffix from row m: the constant alone
-                    off = 4 * j - (top - 1)
-                    t = left.const[c0:c0 + nmax, None].repeat(1, (nw + 3 - off) * B)  # a copy: updated in place
-                wrows = wb[j - 1]
-                for k in range(top - 1, 4 * j - 4, -1):
-                    r = k - 4 * j + 4
-                    i0 = 4 * j - k - off  # cut k reads filter start p - k
-                    t[:nmax, i0 * B:(nw + 3 - off) * B].addmm_(
-                        wrows[:nmax, 4 * r:4 * r + 4], xb[:4, :(nw + 3 - off - i0) * B])
-                    n = min(left.live[k] - c0, fw)
+                    off = b * j - (top - 1)
+                    t = const[None, :nmax].expand((nw + b - 1 - off) * B, nmax).clone()
+                end = (nw + b - 1 - off) * B
+                for kk in range(top - 1, b * j - b, -1):
+                    r = kk - b * j + b
+                    i0 = b * j - kk - off  # cut kk reads filter start p - kk
+                    t[i0 * B:end, :nmax].addmm_(x1[:end - i0 * B], wr[j - 1][4 * r:4 * r + 4, :nmax])
+                    n = min(live[kk] - c0, fw)
                     if n > 0:
-                        fold(t[:n, i0 * B:i0 * B + rows], c0, n, False)
-            del bl, conv
-
-        pooled = pooled.index_select(0, g.left_to_right)
-        acc = pooled[:F]
-        total = pooled[F:2 * F] if g.avg else None
-        for chunk, c0 in enumerate(range(0, F, right.width)):
-            fw = min(F, c0 + right.width) - c0
-            if right.live[1] <= c0:
-                break
-            wb = right.blocks[chunk]
-            # prefix block sums br[beta][:, i] = C + blocks ..beta-1 at filter start s = sr + i,
-            # for s up to p1-1+w-beta*b (in place, first block first)
+                        fold(t[i0 * B:i0 * B + rows, :n], c0, n)
+            del bl
+            # right cuts (the last h rows see N, l = m - h kept): prefix block sums
+            # br[beta][i] = C + blocks ..beta-1 at filter start sr + i, for s up to p1-1+w-beta*b
+            live = cuts.live_right
+            if live[1] <= c0:
+                continue
             br = [None] * (nr + 1)
             for beta in range(1, nr + 1):
                 q0, q = (sr - p0 + (beta - 1) * b) * B, (nw + m - 1 - beta * b) * B
-                br[beta] = torch.mm(wb[beta - 1], xb[:, q0:q0 + q])
+                br[beta] = tab[beta - 1].index_select(0, kmer[q0:q0 + q])
                 if beta == 1:
-                    br[beta].add_(right.const[c0:c0 + fw, None])
+                    br[beta].add_(const)
                 else:
-                    br[beta].add_(br[beta - 1][:, :q])
-            # right cuts, one base block sum at a time: cut l = 4j kept rows reads br[j] as is; the
-            # cuts of block j (ascending kept rows l) then add row l-1 to br[j] in place
+                    br[beta].add_(br[beta - 1][:q])
+            # one base block sum at a time: cut l = bj kept rows reads br[j] as is; the cuts of
+            # block j (ascending kept rows l) then add row l-1 to br[j] in place
             for j in range(nr + 1):
-                if 4 * j >= 1:
-                    n = min(right.live[m - 4 * j] - c0, fw)
+                if j:
+                    n = min(live[m - b * j] - c0, fw)
                     if n > 0:  # filter start sr + i, i = (p - p0) + h - 1
-                        fold(br[j][:n, (m - 4 * j - 1) * B:(m - 4 * j - 1) * B + rows], c0, n, False)
-                lmax = min(4 * j + 3, m - 1)
-                if lmax <= 4 * j:
+                        i0 = m - b * j - 1
+                        fold(br[j][i0 * B:i0 * B + rows, :n], c0, n)
+                lmax = min(b * j + b - 1, m - 1)
+                if lmax <= b * j:
                     continue
-                nmax = min(right.live[m - lmax] - c0, fw)
+                nmax = min(live[m - lmax] - c0, fw)
                 if nmax <= 0:
                     continue
-                if j:  # t[:, i] at filter start sr + i
+                if j:  # t[i] at filter start sr + i
                     t, off = br[j], 0
                 else:
                     off = m - lmax - 1
-                    t = right.const[c0:c0 + nmax, None].repeat(1, (nw + lmax - 1) * B)
-                wrows = right.partial[m - lmax][c0:c0 + nmax]  # rows 4j .. lmax-1
-                for l in range(4 * j + 1, lmax + 1):
-                    r = l - 1 - 4 * j  # row l-1 of block j
+                    t = const[None, :nmax].expand((nw + lmax - 1) * B, nmax).clone()
+                for l in range(b * j + 1, lmax + 1):
+                    r = l - 1 - b * j  # row l-1 of block j
                     a0 = m - lmax - 1 - off  # first filter start still needed
                     e = m - l - 1 + nw - off
                     x0 = w - lmax + l - 1  # x at filter start + l - 1
-                    t[:nmax, a0 * B:e * B].addmm_(wrows[:, 4 * r:4 * r + 4], xb[:4, x0 * B:(x0 + e - a0) * B])
-                    n = min(right.live[m - l] - c0, fw)
+                    t[a0 * B:e * B, :nmax].addmm_(x1[x0 * B:(x0 + e - a0) * B], wr[j][4 * r:4 * r + 4, :nmax])
+                    n = min(live[m - l] - c0, fw)
                     if n > 0:
                         i0 = m - l - 1 - off
-                        fold(t[:n, i0 * B:i0 * B + rows], c0, n, False)
+                        fold(t[i0 * B:i0 * B + rows, :n], c0, n)
             del br
         if total is not None:
             total.div_(w + m - 1)
         return pooled
+
+    @staticmethod
+    def _powers(b: int, device: torch.device) -> torch.Tensor:
+        return 5 ** torch.arange(b, device=device)
 
     def _dense(self, g: _Group, mx: torch.Tensor, mean: torch.Tensor | None, live: torch.Tensor):
         """Dense layers on pooled features [R, F_live] (columns `live` of the full list): [G, R], [Grc, R]."""

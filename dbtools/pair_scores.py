@@ -27,11 +27,11 @@ def _sequences_per_step(engine: BankEngine, g, w: int, n_windows: int) -> int:
     """Sequences per `window_scores` call: as many as the engine's own step holds (its column
     chunks on the CPU stay cache-sized), within its memory budget."""
     cols = max(1, g.weight.shape[1])
-    width = min(cols, g.left.width)
+    width = min(cols, g.cuts.width)
     cpu = engine.device.type == "cpu"
     rows = (min(_CPU_STEP, engine.budget // 8) if cpu else engine.budget // 8) // width
     sb = max(1, rows // n_windows)
-    per_sequence = (n_windows + w + g.m) * (g.left.nb + 1) * width + n_windows * cols * (2 if g.avg else 1)
+    per_sequence = (n_windows + w + g.m) * (g.cuts.nb + 1) * width + n_windows * cols * (2 if g.avg else 1)
     return max(1, min(sb, engine.budget // per_sequence))
 
 

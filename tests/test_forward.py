@@ -93,3 +93,21 @@ def test_long_whole_sequence_is_scored_in_bounded_chunks(mixed):
     for window, average in ((3000, False), (2999, True), (None, False)):
         torch.testing.assert_close(tight.score(codes, window, average), engine.score(codes, window, average),
                                    atol=2e-5, rtol=0)
+
+
+def test_cpu_threads_run_whole_steps_with_identical_scores(mixed):
+    """With several CPU threads the engine runs steps side by side; scores equal one thread's, bit for bit."""
+    sub, _ = mixed
+    engine = BankEngine(sub, "cpu", budget=1 << 14)  # small steps: many of them to share out
+    codes = torch.from_numpy(np.random.default_rng(5).integers(0, 5, size=(6, 120)).astype(np.int8))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = [engine.score(codes, w, avg) for w, avg in ((None, False), (None, True), (120, False))]
+        torch.set_num_threads(3)
+        shared = [engine.score(codes, w, avg) for w, avg in ((None, False), (None, True), (120, False))]
+        assert torch.get_num_threads() == 3  # restored after the parallel pass
+    finally:
+        torch.set_num_threads(before)
+    for a, s in zip(alone, shared):
+        assert torch.equal(a, s)

@@ -13,18 +13,22 @@ overlap a window edge ("cuts") are computed from shared partial sums:
 * Weights are centred per row (W~[j] = W[j] - mean_b W[j, b]); an `N` (0.25 per channel)
   then contributes exactly 0, so a cut response is C + (the centred rows inside the window),
   C = threshold + sum of the row means.
-* Rows are split into blocks of `_BLOCK`. One GEMM gives every block's response at every
-  position; cumulative sums over blocks give, for each filter start, the sum of all blocks
-  after (left cuts) or before (right cuts) a block boundary. The cuts inside a block come from
+* Rows are split into blocks of `_BLOCK` (b). A block's response at a position depends only
+  on the b bases there, so it is a row gathered from a table of all 5**b b-mers (N included)
+  rather than a GEMM with b*4 inputs; cumulative sums over blocks give, for each filter start,
+  the sum of all blocks after (left cuts) or before (right cuts) a block boundary. The cuts inside a block come from
   that block sum updated in place one row at a time (`addmm_` with 4 inputs): a left cut's
   suffix from row k is the one from row k+1 plus W~[k] x[s+k], a right cut's prefix of l+1
   rows is the one of l rows plus W~[l] x[s+l] (same filter start s).
 * A cut whose best possible response (its upper bound from the weights) is below zero is
   always 0 after rectification and is skipped. The bound only decreases as a cut removes
-  more rows, so with columns sorted by their last live cut, the live columns of every cut
-  are a prefix of that order (one order per side).
+  more rows, so with columns sorted by their last live cut (on either edge; one order and one
+  set of block sums serve both), the live columns of every cut lie in a prefix of that order.
+  A dead cut computed in that prefix is harmless: its value is below 0.
 * Max pooling needs no rectification per value: the pooled interior (rectified, >= 0)
   starts the running max.
+* Cut work is laid out [positions x sequences, columns], so every block sum and every cut is
+  a contiguous range of rows.
 """
 
 from __future__ import annotations

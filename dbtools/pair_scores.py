@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .forward import BankEngine
+from .parallel import parallel_steps
 from .score import ScoreOptions
 
 _MIN_WINDOWS = 3  # fewer windows per sequence: score both sequences whole
@@ -38,12 +39,14 @@ def _sequences_per_step(engine: BankEngine, g, w: int, n_windows: int) -> int:
 def _window_scores(engine: BankEngine, g, codes: torch.Tensor, w: int, p0: int, p1: int):
     """window_scores over all sequences of `codes`, in steps: ([B, nw, G], [B, nw, Grc])."""
     step = _sequences_per_step(engine, g, w, p1 - p0)
-    fs, rs = [], []
-    for b0 in range(0, codes.shape[0], step):
-        f, r = engine.window_scores(g, codes[b0:b0 + step], w, p0, p1)
-        fs.append(f)
-        rs.append(r)
-    return torch.cat(fs), torch.cat(rs)
+    starts = list(range(0, codes.shape[0], step))
+    parts: list = [None] * len(starts)
+
+    def run(k: int) -> None:
+        parts[k] = engine.window_scores(g, codes[starts[k]:starts[k] + step], w, p0, p1)
+
+    parallel_steps(run, range(len(starts)), engine.device)
+    return torch.cat([f for f, _ in parts]), torch.cat([r for _, r in parts])
 
 
 def _reduce(scores: torch.Tensor, average: bool) -> torch.Tensor:

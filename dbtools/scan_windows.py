@@ -15,6 +15,7 @@ import torch
 
 from .encode import N
 from .forward import BankEngine, _sliding_max, _sliding_sum
+from .parallel import parallel_steps
 from .score import ScoreOptions
 
 
@@ -58,11 +59,14 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
             wc = min(wc, batch_windows)
         fwd = torch.empty(g.size, n_score, device=engine.device)
         rev = torch.empty(int(g.rc_local.numel()), n_score, device=engine.device)
-        for p0 in range(0, n_score, wc):
+
+        def run(p0: int, g=g, w=w, fwd=fwd, rev=rev, n_score=n_score) -> None:
             p1 = min(n_score, p0 + wc)
             f, r = engine.window_scores(g, x, w, p0, p1)
             fwd[:, p0:p1] = f[0].t()
             rev[:, p0:p1] = r[0].t()
+
+        parallel_steps(run, range(0, n_score, wc), engine.device)
         fwd = _over_window(fwd, window - w + 1, scoring.average, window)[:, ::step]
         rev = _over_window(rev, window - w + 1, scoring.average, window)[:, ::step]
         _store(g, fwd, rev, values, rc_won)

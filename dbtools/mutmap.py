@@ -47,6 +47,7 @@ from .bank import Bank
 from .encode import N, encode
 from .errors import DbtoolsError, UsageError
 from .genome import Genome
+from .parallel import parallel_steps
 from .regions import read_regions
 from .score import ScoreOptions
 from .select import open_selected
@@ -255,12 +256,15 @@ class MutationMapper:
         S = 3 if int(x.max()) < 4 else 4
         wt = torch.empty(M, dtype=torch.float64)
         slots = torch.empty(L, S, M, dtype=torch.float64)
-        for s in self.stacks:
+
+        def run(s: _Stack) -> None:  # stacks fill disjoint columns: run side by side on the CPU's threads
             wt_head, per_head = self._stack_scores(s, x, S, options.window_size, options.average)
             for p in s.parts:
                 idx = torch.as_tensor(p.bank_index)
                 wt[idx] = _models_of(p, wt_head[p.h0:p.h1]).cpu()
                 slots[:, :, idx] = _models_of(p, per_head[:, :, p.h0:p.h1]).cpu()
+
+        parallel_steps(run, self.stacks, self.device)
         if S == 4:
             mut = slots
         else:

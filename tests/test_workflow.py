@@ -284,6 +284,54 @@ def test_killed_run_restarts_to_the_same_outputs(inputs, single_machine, tmp_pat
     assert_same_outputs(results, single_machine, calibrate=False, models_per_group=2, vcf=False)
 
 
+LONG_CAL = "--quick --trials 1 --folds 2 --final-trials 1 --max-steps 400 --checkpoint-every 10"
+
+
+def test_killed_calibration_resumes_to_the_uninterrupted_bank(inputs, tmp_path):
+    """SIGKILL of snakemake and its jobs while a calibration job is mid-way (its checkpoint saved, no
+    report yet); the rerun resumes that calibration from its checkpoint and the merged bank equals
+    the same calibrations run without interruption, bit for bit."""
+    import yaml
+
+    write_config(tmp_path, inputs, calibrate=True, vcf=False)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["calibrate"]["options"] = LONG_CAL
+    cfg["scan"]["genomes"] = {}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml", "--cores", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    cal = tmp_path / "results" / "calibrate"
+    try:
+        deadline = time.monotonic() + 180
+        while not [f for f in cal.glob("g*.json.ckpt/**/*") if f.is_file()]:
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    states = sorted(p.name for p in cal.glob("g*.json.ckpt"))
+    assert states and not (tmp_path / "results" / "calibrated.bank").exists()
+    assert all(not (cal / name.removesuffix(".ckpt")).exists() for name in states)
+    snakemake("--unlock", cwd=tmp_path)
+    snakemake("--cores", "2", "--rerun-incomplete", cwd=tmp_path)
+    assert not list(cal.glob("g*.json.ckpt"))  # the resumed calibrations finished and cleared their states
+
+    single = tmp_path / "single"
+    single.mkdir()
+    commands, banks = [], []
+    for k, (protein, data) in enumerate(inputs["rows"], 1):
+        spec = single / f"g{k}.tsv"
+        spec.write_text(f"id\tprotein\ttrain\trows\n{protein}\t{protein}\t{inputs['encode'] / data}\t1:100\n")
+        banks.append(str(single / f"g{k}.bank"))
+        commands.append(["calibrate", "--spec", str(spec), "-o", str(single / f"g{k}.json"), "--bank-out", banks[-1],
+                         "--no-plots", "--seed", "0", "--device", "cpu", *LONG_CAL.split()])
+    commands.append(["bank", "merge", *banks, "-o", str(single / "calibrated.bank")])
+    run_commands(commands, single)
+    assert_same_banks(tmp_path / "results" / "calibrated.bank", single / "calibrated.bank")
+
+
 def test_one_shard_each(inputs, single_machine, tmp_path):
     """shards: 1 (no merge step in dbtools): the scan job's own tracks and the one scored VCF."""
     write_config(tmp_path, inputs, calibrate=False, models_per_group=2, shards=1)

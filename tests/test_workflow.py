@@ -95,19 +95,25 @@ def run_commands(commands: list[list[str]], cwd: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-5000:]
 
 
-@pytest.fixture(scope="module")
-def single_machine(inputs, tmp_path_factory):
-    """The outputs of the same dbtools commands on one machine, unsharded."""
-    folder = tmp_path_factory.mktemp("single")
-    commands = []
-    banks = []
+def calibration_commands(inputs: dict, folder: Path, options: str) -> list[list[str]]:
+    """One machine's calibration of each protein on its own (one spec each, as the workflow's groups
+    of 1), then the merge of their banks into folder/calibrated.bank."""
+    commands, banks = [], []
     for k, (protein, data) in enumerate(inputs["rows"], 1):
         spec = folder / f"g{k}.tsv"
         spec.write_text(f"id\tprotein\ttrain\trows\n{protein}\t{protein}\t{inputs['encode'] / data}\t1:100\n")
         banks.append(str(folder / f"g{k}.bank"))
         commands.append(["calibrate", "--spec", str(spec), "-o", str(folder / f"g{k}.json"), "--bank-out", banks[-1],
-                         "--no-plots", "--seed", "0", "--device", "cpu", *CAL_OPTIONS.split()])
+                         "--no-plots", "--seed", "0", "--device", "cpu", *options.split()])
     commands.append(["bank", "merge", *banks, "-o", str(folder / "calibrated.bank")])
+    return commands
+
+
+@pytest.fixture(scope="module")
+def single_machine(inputs, tmp_path_factory):
+    """The outputs of the same dbtools commands on one machine, unsharded."""
+    folder = tmp_path_factory.mktemp("single")
+    commands = calibration_commands(inputs, folder, CAL_OPTIONS)
     commands.append(["scan", str(inputs["fasta"]), "-m", ",".join(SCAN_MODELS), "--step", "50",
                      "--out-dir", str(folder / "tracks"), "--device", "cpu"])
     commands.append(["vareffect", str(inputs["vcf"]), "-g", str(inputs["genome"]), "-m", ",".join(SCAN_MODELS),
@@ -320,15 +326,7 @@ def test_killed_calibration_resumes_to_the_uninterrupted_bank(inputs, tmp_path):
 
     single = tmp_path / "single"
     single.mkdir()
-    commands, banks = [], []
-    for k, (protein, data) in enumerate(inputs["rows"], 1):
-        spec = single / f"g{k}.tsv"
-        spec.write_text(f"id\tprotein\ttrain\trows\n{protein}\t{protein}\t{inputs['encode'] / data}\t1:100\n")
-        banks.append(str(single / f"g{k}.bank"))
-        commands.append(["calibrate", "--spec", str(spec), "-o", str(single / f"g{k}.json"), "--bank-out", banks[-1],
-                         "--no-plots", "--seed", "0", "--device", "cpu", *LONG_CAL.split()])
-    commands.append(["bank", "merge", *banks, "-o", str(single / "calibrated.bank")])
-    run_commands(commands, single)
+    run_commands(calibration_commands(inputs, single, LONG_CAL), single)
     assert_same_banks(tmp_path / "results" / "calibrated.bank", single / "calibrated.bank")
 
 

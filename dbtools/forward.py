@@ -16,10 +16,10 @@ overlap a window edge ("cuts") are computed from shared partial sums:
 * Rows are split into blocks of `_BLOCK` (b). A block's response at a position depends only
   on the b bases there, so it is a row gathered from a table of all 5**b b-mers (N included)
   rather than a GEMM with b*4 inputs; cumulative sums over blocks give, for each filter start,
-  the sum of all blocks after (left cuts) or before (right cuts) a block boundary. The cuts inside a block come from
-  that block sum updated in place one row at a time (`addmm_` with 4 inputs): a left cut's
-  suffix from row k is the one from row k+1 plus W~[k] x[s+k], a right cut's prefix of l+1
-  rows is the one of l rows plus W~[l] x[s+l] (same filter start s).
+  the sum of all blocks after (left cuts) or before (right cuts) a block boundary. The cuts
+  inside a block come from that block sum updated in place one row at a time (`addmm_` with
+  4 inputs): a left cut's suffix from row k is the one from row k+1 plus W~[k] x[s+k], a right
+  cut's prefix of l+1 rows is the one of l rows plus W~[l] x[s+l] (same filter start s).
 * A cut whose best possible response (its upper bound from the weights) is below zero is
   always 0 after rectification and is skipped. The bound only decreases as a cut removes
   more rows, so with columns sorted by their last live cut (on either edge; one order and one
@@ -385,8 +385,8 @@ class BankEngine:
         lo, hi = p0, p1 + w - 2 + b
         seg = torch.full((hi - lo, B), N, dtype=codes.dtype, device=dev)
         seg[:min(hi, L) - lo] = codes[:, lo:min(hi, L)].t()
-        seg = seg.clamp_(max=N)
-        kmer = (seg.unfold(0, b, 1) * self._powers(b, dev)).sum(-1).reshape(-1)  # b-mer starting at q
+        seg = seg.clamp_(max=N)  # PAD (all 0) and N both contribute 0 with centred weights
+        kmer = (seg.unfold(0, b, 1) * 5 ** torch.arange(b, device=dev)).sum(-1).reshape(-1)  # b-mer starting at q
         x1 = one_hot(seg).reshape(-1, 4)  # the base at q
         sr = p0 + w - m + 1  # first right filter start
 
@@ -500,10 +500,6 @@ class BankEngine:
         if total is not None:
             total.div_(w + m - 1)
         return pooled
-
-    @staticmethod
-    def _powers(b: int, device: torch.device) -> torch.Tensor:
-        return 5 ** torch.arange(b, device=device)
 
     def _dense(self, g: _Group, mx: torch.Tensor, mean: torch.Tensor | None, live: torch.Tensor):
         """Dense layers on pooled features [R, F_live] (columns `live` of the full list): [G, R], [Grc, R]."""

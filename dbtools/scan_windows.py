@@ -60,7 +60,7 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
         fwd = torch.empty(g.size, n_score, device=engine.device)
         rev = torch.empty(int(g.rc_local.numel()), n_score, device=engine.device)
 
-        def run(p0: int, g=g, w=w, fwd=fwd, rev=rev, n_score=n_score) -> None:
+        def run(p0: int) -> None:  # called within this iteration: the loop's names are current
             p1 = min(n_score, p0 + wc)
             f, r = engine.window_scores(g, x, w, p0, p1)
             fwd[:, p0:p1] = f[0].t()

@@ -57,6 +57,22 @@ def reverse_complement(codes: np.ndarray) -> np.ndarray:
     return _COMPLEMENT[np.asarray(codes)[..., ::-1]]
 
 
+def kmer_digits(k: int) -> np.ndarray:
+    """[5**k, k]: the letter (A, C, G, T, N = 0..4) at each offset of every k-mer index."""
+    return (np.arange(5 ** k)[:, None] // 5 ** np.arange(k)[None, :]) % 5
+
+
+def kmer_index(codes: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """Index of the k-mer starting at each position along `dim` (letter x 5**offset summed;
+    PAD read as N), so a k-mer's response is one row of a [5**k, ...] table (`kmer_digits`)."""
+    c = codes.clamp(max=N).long()
+    n = c.shape[dim] - k + 1
+    out = c.narrow(dim, k - 1, n).clone()
+    for r in range(k - 2, -1, -1):  # Horner: ((c[k-1] x 5 + c[k-2]) x 5 + ...)
+        out.mul_(5).add_(c.narrow(dim, r, n))
+    return out
+
+
 def one_hot(codes: torch.Tensor) -> torch.Tensor:
     """[..., L] integer codes -> [..., L, 4] float32 (N = 0.25 per channel, PAD = 0)."""
     table = torch.as_tensor(ONE_HOT_TABLE, device=codes.device)

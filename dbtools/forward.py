@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .bank import Bank
-from .encode import N, one_hot
+from .encode import N, kmer_digits, kmer_index, one_hot
 from .parallel import parallel_steps
 
 # floats allowed in one group's activation block (bounds memory per step)
@@ -116,7 +116,7 @@ def _build_cuts(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int
     nb = -(-m // b)
     padded = np.zeros((nb * b, 5, F))  # rows past m and the N channel respond 0 (centred weights)
     padded[:m, :4] = wc[:, :, order]
-    digits = (np.arange(5 ** b)[:, None] // 5 ** np.arange(b)[None, :]) % 5  # [5**b, b]
+    digits = kmer_digits(b)
     tables, rows = [], []
     for c in range(0, F, width):
         blk = padded[:, :, c:c + width]
@@ -386,7 +386,7 @@ class BankEngine:
         seg = torch.full((hi - lo, B), N, dtype=codes.dtype, device=dev)
         seg[:min(hi, L) - lo] = codes[:, lo:min(hi, L)].t()
         seg = seg.clamp_(max=N)  # PAD (all 0) and N both contribute 0 with centred weights
-        kmer = (seg.unfold(0, b, 1) * 5 ** torch.arange(b, device=dev)).sum(-1).reshape(-1)  # b-mer starting at q
+        kmer = kmer_index(seg, b, 0).reshape(-1)  # b-mer starting at q
         x1 = one_hot(seg).reshape(-1, 4)  # the base at q
         sr = p0 + w - m + 1  # first right filter start
 

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from .encode import N, PAD, one_hot
+from .encode import N, PAD, kmer_digits, kmer_index, one_hot
+from .parallel import parallel_steps
 
 DETECTORS = 16
 
@@ -87,33 +88,77 @@ def group_key(h: Hyper) -> tuple[int, bool, int]:
 DEFAULT_HIDDEN = 32
 
 
-class _MaxResponse(torch.autograd.Function):
-    """A detector's response at its argmax window, as a function of the weights.
+_KMER = 3  # bases per table row in the convolution over all positions
+_CPU_MODELS = 4  # models per step of the argmax search on the CPU (keeps its activations in cache)
 
-    The value comes from the convolution (computed without autograd); the gradient is the
-    window's one-hot codes (N = 0.25 per base), scattered into the weight rows directly,
-    so no [windows x 4m] tensor is ever built.
-    """
+
+def _tables(w: torch.Tensor, m: int) -> torch.Tensor:
+    """[5**k, G, nb, E] responses of every k-mer (N = 0.25 per base) to each block of k
+    detector rows, from w [G, m, 4, E]; rows past m are zero. Differentiable; one GEMM."""
+    G, _, _, E = w.shape
+    k = _KMER
+    nb = -(-m // k)
+    w5 = torch.cat([w, w.mean(2, keepdim=True)], 2)  # N reads 0.25 of each base
+    w5 = torch.nn.functional.pad(w5, (0, 0, 0, 0, 0, nb * k - m)).view(G, nb, k * 5, E)
+    digits = torch.as_tensor(kmer_digits(k), device=w.device)
+    pick = torch.zeros(5 ** k, k * 5, device=w.device)
+    pick.scatter_(1, digits + 5 * torch.arange(k, device=w.device), 1.0)
+    return (pick @ w5.permute(2, 0, 1, 3).reshape(k * 5, -1)).view(5 ** k, G, nb, E)
+
+
+def _pooled_max(tables: torch.Tensor, rows: torch.Tensor, P: int, valid: torch.Tensor | None,
+                with_entries: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each detector's best response [G, B, E] (before its threshold) over the positions of
+    the k-mers' first table rows [G, B, P + (nb-1)k], and, `with_entries`, the flat indices
+    [G, B, E, nb] of the table entries summed at its first best window (its gradient's way).
+
+    Responses are sums of nb table rows per position (`embedding_bag`); steps of a few
+    models keep them in cache, and the CPU's cores take steps side by side."""
+    _, G, nb, E = tables.shape
+    B = rows.shape[1]
+    flat = tables.reshape(-1, E)  # row (k-mer, model, block)
+    base = torch.arange(G * nb, device=rows.device).view(G, 1, 1, nb)
+    top = torch.empty(G, B, E, device=rows.device)
+    entries = torch.empty(G, B, E, nb, dtype=torch.long, device=rows.device) if with_entries else None
+    column = torch.arange(E, device=rows.device)[:, None]
+    size = _CPU_MODELS if rows.device.type == "cpu" else G
+
+    def step(g: int) -> None:
+        sl = slice(g, g + size)
+        idx = torch.empty(rows[sl].shape[0], B, P, nb, dtype=torch.long, device=rows.device)
+        torch.add(rows[sl].unfold(2, (nb - 1) * _KMER + 1, 1)[..., ::_KMER], base[sl], out=idx)
+        z = torch.nn.functional.embedding_bag(idx.view(-1, nb), flat, mode="sum").view(-1, B, P, E)
+        if valid is not None:
+            z.masked_fill_(~valid[sl, :, :, None], -torch.inf)
+        # max pooling's kernel (vectorised over detectors) is much faster than max(dim) with indices
+        best, at = torch.nn.functional.max_pool1d(z.view(-1, P, E).transpose(1, 2), P, return_indices=True)
+        top[sl] = best.view(-1, B, E)
+        at = at.view(-1, B, E)
+        if with_entries:  # entry (row, column e) of each summed table row: row x E + e
+            at += torch.arange(0, at.shape[0] * B * P, P, device=at.device).view(-1, B, 1)
+            torch.add(column, idx.view(-1, nb).index_select(0, at.view(-1)).view(-1, B, E, nb), alpha=E,
+                      out=entries[sl])
+
+    parallel_steps(step, range(0, G, size), rows.device)
+    return top, entries
+
+
+class _TableMax(torch.autograd.Function):
+    """A detector's best response as a function of the k-mer tables: the value comes from
+    `_pooled_max`; the gradient goes to the table entries summed at the best window."""
 
     @staticmethod
-    def forward(ctx, wcat, thr, value, window_codes):  # [G, 4m, E], [G, E], [G, B, E], [G, B, E, m]
-        ctx.save_for_backward(window_codes)
-        ctx.m = window_codes.shape[-1]
-        return value.clone()
+    def forward(ctx, tables, top, entries):  # [5**k, G, nb, E], [G, B, E], [G, B, E, nb]
+        ctx.save_for_backward(entries)
+        ctx.shape = tables.shape
+        return top.clone()
 
     @staticmethod
     def backward(ctx, grad):  # grad [G, B, E]
-        (codes,) = ctx.saved_tensors
-        G, B, E = grad.shape
-        m = ctx.m
-        # flat row (offset j, base or N) x E + detector of every term: j*5*E + e + code*E
-        first = torch.arange(E, device=grad.device)[:, None] + torch.arange(m, device=grad.device) * (5 * E)
-        slot = torch.add(first, codes.long(), alpha=E)
-        acc = torch.zeros(G, m * 5 * E, device=grad.device, dtype=grad.dtype)
-        acc.scatter_add_(1, slot.reshape(G, -1), grad[..., None].expand(G, B, E, m).reshape(G, -1))
-        acc = acc.view(G, m, 5, E)
-        d_w = (acc[:, :, :4] + 0.25 * acc[:, :, 4:]).reshape(G, 4 * m, E)
-        return d_w, grad.sum(1), None, None
+        (entries,) = ctx.saved_tensors
+        d = torch.zeros(ctx.shape.numel(), device=grad.device, dtype=grad.dtype)
+        d.index_add_(0, entries.view(-1), grad[..., None].expand(entries.shape).reshape(-1))
+        return d.view(ctx.shape), None, None
 
 
 class GroupParams:
@@ -182,42 +227,39 @@ class GroupParams:
                 dropout_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [G, B] for padded codes [G, B, Lp] with valid position counts [G, B].
 
-        The convolution over every position runs without autograd; only the pooled values are
-        rebuilt differentiably: the max of a detector is its response at the argmax window
-        (rectified after pooling: max and ReLU commute), the mean of its rectified responses is
-        (sum of the windows where it is active) . W + threshold x (their count), over the
-        number of positions. Values and gradients are those of the plain formulation (ties
-        in the max are identical windows, so their gradients agree too), at a fraction of
-        the memory traffic: the backward pass never touches the per-position tensors.
+        The convolution over every position runs without autograd, from tables of each
+        4-mer's response to each block of 4 detector rows (one gather-sum per position and
+        block instead of 16 multiply-adds per row); only the pooled values are rebuilt
+        differentiably: the max of a detector is its response at the argmax window
+        (rectified after pooling: max and ReLU commute), gathered from the same tables; the
+        mean of its rectified responses is (sum of the windows where it is active) . W +
+        threshold x (their count), over the number of positions. Values and gradients are
+        those of the plain formulation (ties in the max are identical windows, so their
+        gradients agree too); the backward pass never touches the per-position tensors.
         """
         p = self.params
         G, B, _ = codes.shape
-        m, D = self.m, DETECTORS
-        windows = codes.unfold(2, m, 1)  # [G, B, P, m]
-        P = windows.shape[2]
-        w = p["detectors"]
+        m, D, k = self.m, DETECTORS, _KMER
+        P = codes.shape[2] - m + 1
+        w = p["detectors"].view(G, m, 4, D)
         # reverse strand == forward input scanned with W[m-1-j, 3-b]
-        w_rc = w.reshape(G, m, 4, D).flip(1, 2).reshape(G, 4 * m, D)
-        wcat = torch.cat([w, w_rc], 2)  # [G, 4m, 2D]: forward detectors, then reverse
+        w2 = torch.cat([w, w.flip(1, 2)], 3)  # [G, m, 4, 2D]: forward detectors, then reverse
         thr = torch.cat([p["thresholds"], p["thresholds"]], 1)  # [G, 2D]
+        tables = _tables(w2, m)  # [5**k, G, nb, 2D]
+        nb = tables.shape[2]
+        # the (base, offset) weight layout unfolds the one-hot sequence directly (average pooling)
+        w_bj = w2.transpose(1, 2).reshape(G, 4 * m, 2 * D) if self.avg else None
         ragged = bool((positions < P).any())
-        # per-position work in the (base, offset) weight layout, which unfolds the one-hot sequence directly
-        w_bj = wcat.view(G, m, 4, 2 * D).transpose(1, 2).reshape(G, 4 * m, 2 * D)
+        grad = torch.is_grad_enabled()
         with torch.no_grad():
-            oh = one_hot(codes)  # [G, B, Lp, 4]
             valid = torch.arange(P, device=codes.device) < positions[:, :, None] if ragged else None  # [G, B, P]
-            if not self.avg:  # a grouped convolution: no [positions x 4m] copy in memory
-                inp = oh.permute(1, 0, 3, 2).reshape(B, G * 4, -1)
-                z = torch.nn.functional.conv1d(inp, w_bj.detach().transpose(1, 2).reshape(G * 2 * D, 4, m),
-                                               thr.detach().reshape(-1), groups=G).view(B, G, 2 * D, P)
-                if ragged:
-                    z.masked_fill_(~valid.transpose(0, 1)[:, :, None, :], -torch.inf)
-                top, at = z.max(-1)
-                top, at = top.transpose(0, 1), at.transpose(0, 1)  # [G, B, 2D]
-            else:
-                x = oh.unfold(2, m, 1).reshape(G, B * P, 4 * m)
-                z = torch.baddbmm(thr.detach()[:, None, :], x, w_bj.detach()).view(G, B, P, 2 * D)
-                top, at = (z.masked_fill(~valid[..., None], -torch.inf) if ragged else z).max(2)  # [G, B, 2D]
+            # block j of the window at p reads the k-mer at p + jk; rows past m read N (zero weight)
+            kmers = kmer_index(torch.nn.functional.pad(codes, (0, nb * k - m), value=N), k)
+            rows = kmers.mul_(G * nb)  # each k-mer's first table row (rows are k-mer, model, block)
+            top, entries = _pooled_max(tables.detach(), rows, P, valid, grad)
+            if self.avg:
+                x = one_hot(codes).unfold(2, m, 1).reshape(G, B * P, 4 * m)
+                z = torch.baddbmm(thr[:, None, :], x, w_bj).view(G, B, P, 2 * D)
                 active = z > 0
                 if ragged:
                     active &= valid[..., None]
@@ -225,11 +267,10 @@ class GroupParams:
                 summed = torch.bmm(active.view(G * B, P, 2 * D).transpose(1, 2),
                                    x.view(G * B, P, 4 * m)).view(G, B, 2 * D, 4 * m)  # (base, offset) layout
                 count = active.sum(2)  # [G, B, 2D]
-                del x
-            del z, oh
-            idx = at[..., None] + torch.arange(m, device=codes.device)  # [G, B, 2D, m]
-            best = codes.gather(2, idx.reshape(G, B, -1)).view(G, B, 2 * D, m)  # codes of each argmax window
-        pooled = _MaxResponse.apply(wcat, thr, top, best).clamp(min=0)  # [G, B, 2D]
+                del x, z
+        if grad:
+            top = _TableMax.apply(tables, top, entries)
+        pooled = (top + thr[:, None, :]).clamp(min=0)  # [G, B, 2D]
         if self.avg:
             mean = ((summed * w_bj.transpose(1, 2)[:, None]).sum(-1) + thr[:, None, :] * count) / positions[:, :, None]
             pooled = torch.stack([pooled, mean], -1)  # [G, B, 2D, 2]: max, avg interleaved per detector

@@ -4,7 +4,10 @@ For M = 1, 8, 32, 96 models (101-bp ENCODE sequences, each model its own seed), 
 `--steps` SGD steps of the bank trained together and of the same models trained one at a
 time (timed on up to 8 of them and scaled), and prints the fraction of the FLOP bound:
 forward + weight-gradient convolution FLOPs (2 x positions x 2 strands x 16 detectors x
-4m x 2 per example) over the rate of a large float32 matmul measured in the same run.
+4m x 2 per example) over the rate of a large float32 matmul measured in the same run. The
+trainer does far fewer operations than this dense count (3-mer table lookups instead of
+multiply-adds; the weight gradient only at each detector's best window), so the fraction
+can pass 100%: it compares with what a dense convolution could at best achieve.
 
     python benchmarks/train.py [--steps 40] [--device cpu|cuda]
 """

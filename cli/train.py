@@ -45,6 +45,10 @@ def train(
                                                 help="Rows held out for choosing the step when there is no "
                                                      "validation file.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the bank).")] = 0,
+    restarts: Annotated[int, typer.Option(
+        "--restarts", min=1, help="Train each model N times from different seeds (same data, one batched run) "
+                                  "and keep the best on validation (training loss without validation).")
+    ] = RunOptions.restarts,
     detector_len: Annotated[int, typer.Option("--detector-len", min=2)] = Hyper.detector_len,
     hidden: Annotated[int, typer.Option("--hidden", min=0, help="Hidden units (0 or 32 in DeepBind).")] = Hyper.num_hidden,
     pooling: Annotated[str, typer.Option("--pooling", help="max|maxavg")] = "max",
@@ -81,13 +85,13 @@ def train(
         return
     specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows, validation)
     run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
-                     val_fraction=val_fraction, seed=seed)
+                     val_fraction=val_fraction, seed=seed, restarts=restarts)
     with steps_bar() as advance, StopRequest().installed() as stop:
         bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome,
                                                              length=length), run, resolve_device(device), advance,
                              resume=resume, stop=stop)
     for m in bank.models:
         p = m.info.provenance
-        stderr.print(f"{m.info.id}: step {p['chosen_step']}, " +
+        stderr.print(f"{m.info.id}: restart {p['restart_chosen'] + 1} of {p['restarts']}, step {p['chosen_step']}, " +
                      ", ".join(f"{k} {v:.4f}" for k, v in p["metrics"].items()))
     stderr.print(f"wrote {len(bank)} models to {output}")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dbtools.bank import load_bank
+from dbtools.train_bank import restart_seed
 from test_cli import assert_one_line_error, dbtools
 
 MOTIF = "GATAAGCT"
@@ -43,7 +44,13 @@ def test_train_spec_then_evaluate(tmp_path):
     assert m1.arch.num_hidden == 0 and m2.arch.num_hidden == 32 and m1.arch.detector_len == 10
     assert m1.train_length == 40 and m1.protein == "GATA"
     prov = m1.provenance
-    assert prov["seed"] == 5 * 100_003 and prov["chosen_step"] in (50, 100, 150, 200)
+    assert prov["chosen_step"] in (50, 100, 150, 200)
+    # 4 restarts by default; the one kept has the lowest validation loss, and its seed is recorded
+    losses = [r["validation_loss"] for r in prov["restart_metrics"]]
+    assert prov["restarts"] == 4 and len(losses) == 4 and len(set(losses)) > 1
+    assert prov["restart_chosen"] == int(np.argmin(losses))
+    assert prov["metrics"] == prov["restart_metrics"][prov["restart_chosen"]]
+    assert prov["seed"] == restart_seed(5 * 100_003, prov["restart_chosen"])
     assert prov["data"][0]["sha256"] and prov["hyperparameters"]["learning_rate"] == 0.05
     assert {"train_loss", "validation_loss", "validation_auc"} <= set(prov["metrics"])
     ev = dbtools("evaluate", str(tmp_path / "test.tsv"), "--bank", str(out), "--device", "cpu")
@@ -105,7 +112,7 @@ def test_regression_on_real_pbm_probes(tmp_path):
     test.write_text("".join(f"{s}\t{v}\n" for k, (v, s) in enumerate(pairs) if k % 5 == 0))
     out = tmp_path / "pbm.bank"
     proc = dbtools("train", str(train), "--pooling", "maxavg", "--detector-len", "16", "--steps", "1500",
-                   "--checkpoint-every", "250", "-o", str(out), "--device", "cpu")
+                   "--checkpoint-every", "250", "--restarts", "1", "-o", str(out), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     info = load_bank(out).models[0].info
     assert info.experiment == "regression" and info.train_length == 60

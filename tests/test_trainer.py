@@ -27,10 +27,11 @@ def make_task(seed, lengths=(30,), hyper=None, n=40):
 
 
 def test_training_together_equals_training_alone():
-    # models with and without the hidden layer share one batched group
+    # models with and without the hidden layer share one batched group; 6 models run as
+    # several steps of the trainer's argmax search (4 models a step on the CPU)
     hypers = [Hyper(detector_len=8, num_hidden=h, learning_rate=lr, dropout=d, init_conv=0.1, init_fc=0.1,
-                    l1_fc=1e-3) for lr, d, h in ((0.01, 0.0, 32), (0.03, 0.5, 0), (0.005, 0.25, 32))]
-    tasks = [make_task(s, (25, 30), h) for s, h in zip((1, 2, 3), hypers)]
+                    l1_fc=1e-3) for lr, d, h in ((0.01, 0.0, 32), (0.03, 0.5, 0), (0.005, 0.25, 32))] * 2
+    tasks = [make_task(s, (25, 30), h) for s, h in zip((1, 2, 3, 4, 5, 6), hypers)]
     together = train_group(tasks, None, steps=25, checkpoint_every=25, device=CPU, batch_size=16)
     for g, task in enumerate(tasks):
         alone = train_group([task], None, steps=25, checkpoint_every=25, device=CPU, batch_size=16)

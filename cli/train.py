@@ -46,10 +46,14 @@ def train(
                                                      "validation file.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the bank).")] = 0,
     restarts: Annotated[int, typer.Option(
-        "--restarts", min=1, help="Train each model N times from different seeds (same data, one batched run) "
-                                  "and keep the best on validation (training loss without validation).")
+        "--restarts", min=1, help="Train each model N times (per detector length) from different seeds, on the "
+                                  "same data, in one batched run, and keep the best on validation (training "
+                                  "loss without validation).")
     ] = RunOptions.restarts,
-    detector_len: Annotated[int, typer.Option("--detector-len", min=2)] = Hyper.detector_len,
+    detector_len: Annotated[str, typer.Option(
+        "--detector-len", help="Detector length, or comma-separated lengths to try: each is trained "
+                               "--restarts times and the best on validation is kept (a spec row's "
+                               "detector_len overrides).")] = ",".join(map(str, RunOptions.detector_lens)),
     hidden: Annotated[int, typer.Option("--hidden", min=0, help="Hidden units (0 or 32 in DeepBind).")] = Hyper.num_hidden,
     pooling: Annotated[str, typer.Option("--pooling", help="max|maxavg")] = "max",
     learning_rate: Annotated[Optional[float], typer.Option(
@@ -73,7 +77,13 @@ def train(
     """
     if pooling not in ("max", "maxavg"):
         raise UsageError(f"--pooling {pooling}: expected max or maxavg")
-    base = Hyper(detector_len=detector_len, num_hidden=hidden, avg_pooling=pooling == "maxavg",
+    try:
+        lengths = tuple(int(x) for x in detector_len.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or min(lengths) < 2:
+        raise UsageError(f"--detector-len {detector_len}: expected lengths of at least 2, comma-separated")
+    base = Hyper(detector_len=lengths[0], num_hidden=hidden, avg_pooling=pooling == "maxavg",
                  learning_rate=learning_rate, momentum=momentum, dropout=dropout)
     if calibration is not None:
         if data or spec is not None:
@@ -85,13 +95,14 @@ def train(
         return
     specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows, validation)
     run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
-                     val_fraction=val_fraction, seed=seed, restarts=restarts)
+                     val_fraction=val_fraction, seed=seed, restarts=restarts, detector_lens=lengths)
     with steps_bar() as advance, StopRequest().installed() as stop:
         bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome,
                                                              length=length), run, resolve_device(device), advance,
                              resume=resume, stop=stop)
     for m in bank.models:
         p = m.info.provenance
-        stderr.print(f"{m.info.id}: restart {p['restart_chosen'] + 1} of {p['restarts']}, step {p['chosen_step']}, " +
+        stderr.print(f"{m.info.id}: candidate {p['selection']['chosen'] + 1} of {len(p['selection']['candidates'])} "
+                     f"(m={m.info.arch.detector_len}), step {p['chosen_step']}, " +
                      ", ".join(f"{k} {v:.4f}" for k, v in p["metrics"].items()))
     stderr.print(f"wrote {len(bank)} models to {output}")

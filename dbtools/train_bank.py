@@ -63,9 +63,12 @@ class RunOptions:
     batch_size: int = 64
     val_fraction: float = 0.1
     seed: int = 0
-    # copies of each model trained from different seeds in the same batched run; the best on
-    # validation is kept (seed-to-seed spread on 500 ENCODE peaks is up to 0.05 AUC; see README)
+    # candidates of each model, all on the same data and validation rows: every detector length
+    # (unless the spec sets one) x `restarts` seeds; the best on validation is kept. On 500 ENCODE
+    # peaks the AUC of one model varies by up to 0.05 from seed to seed, and the best length by
+    # protein (see README)
     restarts: int = 4
+    detector_lens: tuple[int, ...] = (10, 16)
 
 
 def parse_hyper(text: str, base: Hyper, where: str) -> Hyper:
@@ -239,6 +242,13 @@ def restart_seed(seed: int, restart: int) -> int:
     return seed + 1_000_003 * restart
 
 
+def candidate_lengths(spec: ModelSpec, run: RunOptions) -> tuple[int, ...]:
+    """The detector lengths tried for a model: its spec's own, or the run's."""
+    if "detector_len" in spec.fixed or not run.detector_lens:
+        return (spec.hyper.detector_len,)
+    return tuple(run.detector_lens)
+
+
 def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, device: torch.device,
                progress: Callable[[str, int, int, float | None], None] | None = None,
                state_folder: str | Path | None = None, resume: bool = False,
@@ -259,19 +269,21 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
             states.check()
         else:
             states.clear()
-    # member (model i, restart r); restart 0 keeps the model's own seed
-    copies = [(i, r) for i in range(len(prepared)) for r in range(run.restarts)]
-    groups: dict[tuple, list[tuple[int, int]]] = {}
-    for i, r in copies:
-        groups.setdefault(group_key(prepared[i].spec.hyper), []).append((i, r))
+    # members (model i, detector length, restart r); restart 0 keeps the model's own seed
+    copies = [(i, length, r) for i, p in enumerate(prepared) for length in candidate_lengths(p.spec, run)
+              for r in range(run.restarts)]
+    groups: dict[tuple, list[tuple[int, int, int]]] = {}
+    for i, length, r in copies:
+        groups.setdefault(group_key(replace(prepared[i].spec.hyper, detector_len=length)), []).append((i, length, r))
     candidates: dict[int, list[tuple[float, Model]]] = {i: [] for i in range(len(prepared))}
     for number, (key, members) in enumerate(groups.items()):
         label = f"{len(members)} models m={key[0]}{' max+avg' if key[1] else ''}"
-        vals = [prepared[i].validation for i, _ in members]
+        vals = [prepared[i].validation for i, _, _ in members]
         name = f"group{number}"
         try:
             result = train_group(
-                [replace(prepared[i].task, seed=restart_seed(prepared[i].task.seed, r)) for i, r in members],
+                [replace(prepared[i].task, seed=restart_seed(prepared[i].task.seed, r),
+                         hyper=replace(prepared[i].task.hyper, detector_len=length)) for i, length, r in members],
                 vals if all(v is not None for v in vals) else None,
                 run.steps, run.checkpoint_every, device, run.batch_size,
                 progress=(lambda step, loss, label=label: progress(label, step, run.steps, loss)) if progress else None,
@@ -282,8 +294,9 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
             where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
             raise Interrupted(f"interrupted after step {e.step} of {run.steps} ({label}){where}",
                               getattr(stop, "signum", None) or signal.SIGINT) from None
-        for g, (i, r) in enumerate(members):
+        for g, (i, length, r) in enumerate(members):
             p = prepared[i]
+            hyper = replace(p.task.hyper, detector_len=length)
             at = result.checkpoints.index(result.best_step[g])
             metrics = {"train_loss": float(result.train_loss[at, g])}
             # lower is better: validation loss (classification), -Pearson (regression), else training loss
@@ -293,25 +306,27 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
                 metrics |= {"validation_loss": float(result.val_loss[at, g]),
                             ("validation_auc" if p.task.classification else "validation_pearson"): metric}
                 rank = metrics["validation_loss"] if p.task.classification else -np.nan_to_num(metric, nan=-np.inf)
-            h = p.spec.hyper
-            arch = Architecture(detector_len=h.detector_len, num_detectors=16, reverse_complement=True,
-                                avg_pooling=h.avg_pooling, num_hidden=h.num_hidden)
+            arch = Architecture(detector_len=length, num_detectors=16, reverse_complement=True,
+                                avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
             info = ModelInfo(
                 id=p.spec.id, protein=p.spec.protein, arch=arch,
                 experiment="classification" if p.task.classification else "regression",
                 source=f"trained with dbtools {__version__}", train_length=p.train_length,
                 provenance={"data": p.sources, "seed": restart_seed(p.task.seed, r),
-                            "hyperparameters": p.task.hyper.to_json(),
+                            "hyperparameters": hyper.to_json(),
                             "steps": run.steps, "chosen_step": result.best_step[g],
                             "batch_size": run.batch_size, "target_transform": p.transform,
                             "metrics": metrics, "dbtools_version": __version__})
             candidates[i].append((rank, Model(info, result.params.model_arrays(g))))
     models = {}
     for i, found in candidates.items():
-        best = min(range(len(found)), key=lambda r: found[r][0])  # first of equals: restart order
+        best = min(range(len(found)), key=lambda k: found[k][0])  # first of equals: candidate order
         model = found[best][1]
-        model.info.provenance |= {"restarts": run.restarts, "restart_chosen": best,
-                                  "restart_metrics": [f[1].info.provenance["metrics"] for f in found]}
+        model.info.provenance["selection"] = {
+            "restarts": run.restarts, "detector_lens": list(candidate_lengths(prepared[i].spec, run)), "chosen": best,
+            "candidates": [{"detector_len": m.info.arch.detector_len, "seed": m.info.provenance["seed"],
+                            "chosen_step": m.info.provenance["chosen_step"], "metrics": m.info.provenance["metrics"]}
+                           for _, m in found]}
         models[i] = model
     return Bank([models[i] for i in range(len(prepared))], description=f"trained with dbtools {__version__}")
 

@@ -39,7 +39,7 @@ class Hyper:
     l1_fc: float = 1e-6
     dropout: float = 0.5
     num_hidden: int = 0
-    detector_len: int = 12
+    detector_len: int = 16
     avg_pooling: bool = False
 
     def to_json(self) -> dict:

@@ -45,12 +45,15 @@ def test_train_spec_then_evaluate(tmp_path):
     assert m1.train_length == 40 and m1.protein == "GATA"
     prov = m1.provenance
     assert prov["chosen_step"] in (50, 100, 150, 200)
-    # 4 restarts by default; the one kept has the lowest validation loss, and its seed is recorded
-    losses = [r["validation_loss"] for r in prov["restart_metrics"]]
-    assert prov["restarts"] == 4 and len(losses) == 4 and len(set(losses)) > 1
-    assert prov["restart_chosen"] == int(np.argmin(losses))
-    assert prov["metrics"] == prov["restart_metrics"][prov["restart_chosen"]]
-    assert prov["seed"] == restart_seed(5 * 100_003, prov["restart_chosen"])
+    # one length given, 4 restarts by default: the one kept has the lowest validation loss and
+    # its seed is recorded
+    sel = prov["selection"]
+    losses = [c["metrics"]["validation_loss"] for c in sel["candidates"]]
+    assert sel["restarts"] == 4 and sel["detector_lens"] == [10] and len(set(losses)) == 4
+    assert sel["chosen"] == int(np.argmin(losses))
+    chosen = sel["candidates"][sel["chosen"]]
+    assert prov["metrics"] == chosen["metrics"] and prov["chosen_step"] == chosen["chosen_step"]
+    assert prov["seed"] == chosen["seed"] == restart_seed(5 * 100_003, sel["chosen"])
     assert prov["data"][0]["sha256"] and prov["hyperparameters"]["learning_rate"] == 0.05
     assert {"train_loss", "validation_loss", "validation_auc"} <= set(prov["metrics"])
     ev = dbtools("evaluate", str(tmp_path / "test.tsv"), "--bank", str(out), "--device", "cpu")
@@ -121,3 +124,27 @@ def test_regression_on_real_pbm_probes(tmp_path):
     ev = dbtools("evaluate", str(test), "--bank", str(out), "--device", "cpu")
     row = ev.stdout.splitlines()[1].split("\t")
     assert float(row[7]) > 0.7 and float(row[8]) > 0.7  # Pearson, Spearman on held-out probes
+
+
+def test_detector_lengths_are_candidates_on_the_same_validation_rows(tmp_path):
+    """Each length x restart trains on the same rows; the kept model is the lowest validation
+    loss of all; a spec that sets detector_len trains that length only."""
+    import torch
+
+    from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, train_bank
+    from dbtools.trainer import Hyper
+
+    data = str(planted(tmp_path / "a.tsv"))
+    specs = [ModelSpec(id="free", train=data, hyper=Hyper(detector_len=6)),
+             ModelSpec(id="fixed", train=data, hyper=Hyper(detector_len=8), fixed=("detector_len",))]
+    run = RunOptions(steps=40, checkpoint_every=20, restarts=2, detector_lens=(6, 9), seed=1)
+    bank = train_bank(specs, DataOptions(), run, torch.device("cpu"))
+    free, fixed = (m.info for m in bank.models)
+    sel = free.provenance["selection"]
+    assert [c["detector_len"] for c in sel["candidates"]] == [6, 6, 9, 9]
+    losses = [c["metrics"]["validation_loss"] for c in sel["candidates"]]
+    assert sel["chosen"] == int(np.argmin(losses))
+    assert free.arch.detector_len == sel["candidates"][sel["chosen"]]["detector_len"]
+    assert bank.models[0].arrays["detectors"].shape[0] == free.arch.detector_len
+    assert [c["detector_len"] for c in fixed.provenance["selection"]["candidates"]] == [8, 8]
+    assert fixed.arch.detector_len == 8

@@ -228,10 +228,11 @@ class GroupParams:
         """Scores [G, B] for padded codes [G, B, Lp] with valid position counts [G, B].
 
         The convolution over every position runs without autograd, from tables of each
-        4-mer's response to each block of 4 detector rows (one gather-sum per position and
-        block instead of 16 multiply-adds per row); only the pooled values are rebuilt
-        differentiably: the max of a detector is its response at the argmax window
-        (rectified after pooling: max and ReLU commute), gathered from the same tables; the
+        k-mer's response to each block of k = 3 detector rows (one table row added per
+        position and block instead of 4k multiply-adds per detector); only the pooled values
+        are rebuilt differentiably: the max of a detector is its response at the argmax window
+        (rectified after pooling: max and ReLU commute), its gradient going to the same
+        table entries; the
         mean of its rectified responses is (sum of the windows where it is active) . W +
         threshold x (their count), over the number of positions. Values and gradients are
         those of the plain formulation (ties in the max are identical windows, so their

@@ -242,6 +242,11 @@ def restart_seed(seed: int, restart: int) -> int:
     return seed + 1_000_003 * restart
 
 
+def candidate_task(task: Task, length: int, restart: int) -> Task:
+    """A model's candidate: its task with that detector length and the restart's seed."""
+    return replace(task, seed=restart_seed(task.seed, restart), hyper=replace(task.hyper, detector_len=length))
+
+
 def candidate_lengths(spec: ModelSpec, run: RunOptions) -> tuple[int, ...]:
     """The detector lengths tried for a model: its spec's own, or the run's."""
     if "detector_len" in spec.fixed or not run.detector_lens:
@@ -281,10 +286,9 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
         vals = [prepared[i].validation for i, _, _ in members]
         name = f"group{number}"
         try:
+            tasks = [candidate_task(prepared[i].task, length, r) for i, length, r in members]
             result = train_group(
-                [replace(prepared[i].task, seed=restart_seed(prepared[i].task.seed, r),
-                         hyper=replace(prepared[i].task.hyper, detector_len=length)) for i, length, r in members],
-                vals if all(v is not None for v in vals) else None,
+                tasks, vals if all(v is not None for v in vals) else None,
                 run.steps, run.checkpoint_every, device, run.batch_size,
                 progress=(lambda step, loss, label=label: progress(label, step, run.steps, loss)) if progress else None,
                 resume=states.load(name) if states is not None and resume else None,
@@ -294,9 +298,8 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
             where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
             raise Interrupted(f"interrupted after step {e.step} of {run.steps} ({label}){where}",
                               getattr(stop, "signum", None) or signal.SIGINT) from None
-        for g, (i, length, r) in enumerate(members):
-            p = prepared[i]
-            hyper = replace(p.task.hyper, detector_len=length)
+        for g, (i, length, _) in enumerate(members):
+            p, hyper = prepared[i], tasks[g].hyper
             at = result.checkpoints.index(result.best_step[g])
             metrics = {"train_loss": float(result.train_loss[at, g])}
             # lower is better: validation loss (classification), -Pearson (regression), else training loss
@@ -312,7 +315,7 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
                 id=p.spec.id, protein=p.spec.protein, arch=arch,
                 experiment="classification" if p.task.classification else "regression",
                 source=f"trained with dbtools {__version__}", train_length=p.train_length,
-                provenance={"data": p.sources, "seed": restart_seed(p.task.seed, r),
+                provenance={"data": p.sources, "seed": tasks[g].seed,
                             "hyperparameters": hyper.to_json(),
                             "steps": run.steps, "chosen_step": result.best_step[g],
                             "batch_size": run.batch_size, "target_transform": p.transform,

@@ -262,25 +262,30 @@ def test_config_gpu_and_container(inputs, tmp_path):
     assert all("gpu=1" not in line for line in resources["merge_calibrated_banks"])
 
 
+def kill_workflow_when(cwd, ready, timeout: float, poll: float) -> None:
+    """Run the workflow in cwd and SIGKILL it, jobs included, as soon as ready() is true."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml", "--cores", "2"]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(poll)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
 def test_killed_run_restarts_to_the_same_outputs(inputs, single_machine, tmp_path):
     """SIGKILL of snakemake and its jobs (a lost node) once the first scan shard is done; the rerun
     redoes only the unfinished jobs and ends with the single-machine tracks (the scan part only,
     to keep the test short: every part restarts the same way)."""
     write_config(tmp_path, inputs, calibrate=False, models_per_group=2, vcf=False)
     full = len(jobs_to_run(snakemake("--cores", "2", "--dry-run", cwd=tmp_path)))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml", "--cores", "2"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     results = tmp_path / "results"
-    try:
-        deadline = time.monotonic() + 120
-        while not list(results.glob("scan/slice/models*/shard*.done")):
-            assert proc.poll() is None, "the workflow ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_workflow_when(tmp_path, lambda: list(results.glob("scan/slice/models*/shard*.done")), 120, 0.1)
     assert not list(results.glob("scan/slice/*/*.bw"))
     snakemake("--unlock", cwd=tmp_path)
     left = jobs_to_run(snakemake("--cores", "2", "--dry-run", "--rerun-incomplete", cwd=tmp_path))
@@ -304,19 +309,8 @@ def test_killed_calibration_resumes_to_the_uninterrupted_bank(inputs, tmp_path):
     cfg["calibrate"]["options"] = LONG_CAL
     cfg["scan"]["genomes"] = {}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml", "--cores", "2"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     cal = tmp_path / "results" / "calibrate"
-    try:
-        deadline = time.monotonic() + 180
-        while not [f for f in cal.glob("g*.json.ckpt/**/*") if f.is_file()]:
-            assert proc.poll() is None, "the workflow ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_workflow_when(tmp_path, lambda: [f for f in cal.glob("g*.json.ckpt/**/*") if f.is_file()], 180, 0.05)
     states = sorted(p.name for p in cal.glob("g*.json.ckpt"))
     assert states and not (tmp_path / "results" / "calibrated.bank").exists()
     assert all(not (cal / name.removesuffix(".ckpt")).exists() for name in states)

@@ -2,8 +2,8 @@
 
 The unit of work is a group of G models that share an architecture (detector length,
 hidden layer, pooling); each model has its own data, hyperparameters, random stream and
-optimizer state, and all of them advance in one batched forward/backward pass (`bmm` over
-the model axis). The loss is the sum of the models' own losses, so each model's gradient
+optimizer state, and all of them advance in one batched forward/backward pass (tables and
+matrix products batched over the model axis). The loss is the sum of the models' own losses, so each model's gradient
 is exactly what it would get alone: no cross-talk.
 
 As the original DeepBind: both strands are fed and the higher-scoring one carries the
@@ -231,10 +231,9 @@ class GroupParams:
         k-mer's response to each block of k = 3 detector rows (one table row added per
         position and block instead of 4k multiply-adds per detector); only the pooled values
         are rebuilt differentiably: the max of a detector is its response at the argmax window
-        (rectified after pooling: max and ReLU commute), its gradient going to the same
-        table entries; the
-        mean of its rectified responses is (sum of the windows where it is active) . W +
-        threshold x (their count), over the number of positions. Values and gradients are
+        (rectified after pooling: max and ReLU commute), its gradient going to the same table
+        entries; the mean of its rectified responses is (sum of the windows where it is
+        active) . W + threshold x (their count), over the number of positions. Values and gradients are
         those of the plain formulation (ties in the max are identical windows, so their
         gradients agree too); the backward pass never touches the per-position tensors.
         """

@@ -36,6 +36,9 @@ def calibrate(
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST of each file (1:500 = fold A).")] = None,
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives", help="shuffle (default), flank (BED input) or a FASTA of negatives.")] = None,
+    shuffles: Annotated[Optional[int], typer.Option(
+        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about 50,000 in all, "
+                                  "1 to 100 per positive; the original DeepBind filled 100,000 rows].")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
     length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
     trials: Annotated[Optional[int], typer.Option("--trials", help="Random hyperparameter sets [30].")] = None,
@@ -76,7 +79,7 @@ def calibrate(
     plots = None if no_plots else (plot_dir or output.with_name(output.name.removesuffix(".json") + "_plots"))
     with steps_bar() as advance, StopRequest().installed() as stop:
         doc, bank = calibrate_to_files(
-            specs, DataOptions(fmt=fmt, negatives=negatives, genome=genome, length=length), protocol,
+            specs, DataOptions(fmt=fmt, negatives=negatives, genome=genome, shuffles=shuffles, length=length), protocol,
             resolve_device(device), output, bank_out, plots, advance, resume, stop,
             command=shlex.join(["dbtools"] + sys.argv[1:]))
     table = Table(title=f"calibration: {protocol.trials} trials x {protocol.folds} folds, {protocol.steps} steps",

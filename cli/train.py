@@ -35,6 +35,9 @@ def train(
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives", help="Negatives for positives-only data: shuffle (dinucleotide shuffles, the default), "
                             "flank (BED input: genomic windows 1 kb beside each peak) or a FASTA file.")] = None,
+    shuffles: Annotated[Optional[int], typer.Option(
+        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about 50,000 in all, "
+                                  "1 to 100 per positive; the original DeepBind filled 100,000 rows].")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
     length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
     steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 1500,
@@ -97,7 +100,7 @@ def train(
     run = RunOptions(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
                      val_fraction=val_fraction, seed=seed, restarts=restarts, detector_lens=lengths)
     with steps_bar() as advance, StopRequest().installed() as stop:
-        bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome,
+        bank = train_to_file(specs, str(output), DataOptions(fmt=fmt, negatives=negatives, genome=genome, shuffles=shuffles,
                                                              length=length), run, resolve_device(device), advance,
                              resume=resume, stop=stop)
     for m in bank.models:

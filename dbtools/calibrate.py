@@ -30,7 +30,8 @@ from .bank import Architecture, Bank, Model, ModelInfo, save_bank
 from .checkpoints import Checkpoints, fingerprint
 from .errors import DbtoolsError, UsageError
 from .interrupt import Interrupted
-from .train_bank import DataOptions, ModelSpec, RunOptions, prepare
+from .datasets import balance_weights, cap_negatives, split_by_origin
+from .train_bank import VALIDATION_SHUFFLES, DataOptions, ModelSpec, RunOptions, prepare
 from .trainer import DETECTORS, Hyper, Stopped, Task, group_key, train_group
 
 CALIBRATION_FORMAT = "dbtools-calibration"
@@ -122,8 +123,8 @@ def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protoc
         fixed = {k: getattr(spec.hyper, k) for k in spec.fixed}
         base = replace(spec.hyper, avg_pooling=fixed.get("avg_pooling", avg))
         trials = sample_trials(protocol.trials, np.random.default_rng([protocol.seed, i, 11]), base, fixed)
-        perm = np.random.default_rng([protocol.seed, i, 13]).permutation(n)
-        proteins.append(_Protein(spec, p, trials, [np.sort(perm[k::protocol.folds]) for k in range(protocol.folds)]))
+        folds = split_by_origin(p.origin, protocol.folds, np.random.default_rng([protocol.seed, i, 13]))
+        proteins.append(_Protein(spec, p, trials, folds))
     return proteins
 
 
@@ -189,17 +190,27 @@ def _choose(result_of: dict, index: dict, protein: int, n_trials: int, n_folds: 
 
 
 def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task], list, dict]:
-    """Every (protein, trial, fold) model: its task, its validation fold, and an index."""
+    """Every (protein, trial, fold) model: its task, its validation fold, and an index.
+
+    A fold's training and validation lists are built once and shared by all its trials (the
+    trainer stores a shared set once). Validation keeps VALIDATION_SHUFFLES negatives per peak.
+    """
     tasks, vals, index = [], [], {}
     for i, p in enumerate(proteins):
-        codes, y = p.prepared.task.codes, p.prepared.task.targets
+        task, origin = p.prepared.task, p.prepared.origin
+        codes, y, cls = task.codes, task.targets, task.classification
+        folds = []
+        for rows in p.folds:
+            train_rows = np.setdiff1d(np.arange(len(codes)), rows)
+            held = cap_negatives(rows, y, origin, VALIDATION_SHUFFLES) if cls else rows
+            folds.append(([codes[j] for j in train_rows], y[train_rows],
+                          balance_weights(y[train_rows], origin[train_rows]) if cls else None,
+                          ([codes[j] for j in held], y[held], balance_weights(y[held], origin[held]))))
         for t, hyper in enumerate(p.trials):
-            for k, rows in enumerate(p.folds):
-                train_rows = np.setdiff1d(np.arange(len(codes)), rows)
+            for k, (train, ty, weights, val) in enumerate(folds):
                 index[i, t, k] = len(tasks)
-                tasks.append(Task([codes[j] for j in train_rows], y[train_rows], p.prepared.task.classification,
-                                  hyper, seed=_model_seed(protocol.seed, i, t, k, 0)))
-                vals.append(([codes[j] for j in rows], y[rows]))
+                tasks.append(Task(train, ty, cls, hyper, seed=_model_seed(protocol.seed, i, t, k, 0), weights=weights))
+                vals.append(val)
     return tasks, vals, index
 
 
@@ -277,10 +288,11 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     tasks, vals, until, owner = [], [], [], []
     for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
         hyper = Hyper(**entry["choice"]["hyperparameters"])
+        everything = (p.task.codes, p.task.targets, p.task.weights)  # evaluated at the end: the training loss
         for f in range(protocol.final_trials):
             tasks.append(Task(p.task.codes, p.task.targets, p.task.classification, hyper,
-                              seed=_model_seed(protocol.seed, i, f, 0, 1)))
-            vals.append((p.task.codes, p.task.targets))  # evaluated at the end: the training loss
+                              seed=_model_seed(protocol.seed, i, f, 0, 1), weights=p.task.weights))
+            vals.append(everything)
             until.append(int(entry["choice"]["step"]))
             owner.append((i, f))
     steps = max(until)

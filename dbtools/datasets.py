@@ -2,7 +2,11 @@
 
 Every reader returns a `Dataset` whose sources record the file, its SHA-256 and the rows
 used, so a trained model can say exactly what it was trained on. Classification data with
-positives only gets one dinucleotide shuffle per positive as negatives (seeded).
+positives only gets dinucleotide shuffles of each positive as negatives (seeded): many per
+positive, as the original DeepBind did (it filled 100,000 rows with shuffles), so that a
+model cannot learn the few negatives by heart. Each row records the positive it comes from
+(`origin`), so that cross-validation folds and held-out rows keep a peak with its shuffles,
+and the positives are weighted to balance their shuffles (`balance_weights`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from .sequences import open_text, read_sequences
 from .shuffle import dinucleotide_shuffle
 
 FORMATS = ("auto", "deepbind", "tsv", "fasta", "bed")
+# shuffled negatives: about SHUFFLE_ROWS in all, at least 1 and at most MAX_SHUFFLES per positive
+SHUFFLE_ROWS = 50_000
+MAX_SHUFFLES = 100
+
+
+def shuffles_per_positive(n_positives: int) -> int:
+    """Dinucleotide shuffles drawn per positive by default (`--shuffles auto`)."""
+    return max(1, min(MAX_SHUFFLES, -(-SHUFFLE_ROWS // max(1, n_positives))))
 
 
 @dataclass
@@ -32,9 +44,52 @@ class Dataset:
     targets: np.ndarray
     task: str
     sources: list[dict] = field(default_factory=list)
+    origin: np.ndarray | None = None  # [rows] the row each one was made from (None: itself)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = np.arange(len(self.sequences))
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+
+def balance_weights(targets: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Row weights [rows]: a positive counts as often as the negatives made from it (at least
+    once), a negative once, as if each positive were repeated beside each of its shuffles."""
+    w = np.ones(len(targets), dtype=np.float32)
+    if not len(targets):
+        return w
+    made = np.bincount(origin[targets == 0], minlength=int(origin.max()) + 1)
+    pos = targets == 1
+    w[pos] = np.maximum(1, made[origin[pos]])
+    return w
+
+
+def split_by_origin(origin: np.ndarray, parts: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Rows split into `parts` random, near-equal groups of origins (a peak stays with its shuffles)."""
+    keys, inverse = np.unique(origin, return_inverse=True)
+    perm = rng.permutation(len(keys))
+    part_of = np.empty(len(keys), dtype=np.int64)
+    for k in range(parts):
+        part_of[perm[k::parts]] = k
+    return [np.flatnonzero(part_of[inverse] == k) for k in range(parts)]
+
+
+def cap_negatives(rows: np.ndarray, targets: np.ndarray, origin: np.ndarray, per_origin: int) -> np.ndarray:
+    """`rows` keeping, of the negatives made from each positive, only the first `per_origin`."""
+    rows = np.sort(rows)
+    neg = targets[rows] == 0
+    made = origin[rows] != rows  # negatives made from another row (shuffles, flanks)
+    rank = np.zeros(len(rows), dtype=np.int64)
+    if made.any():  # rank of each made negative among those of its origin, in row order
+        o = origin[rows][made]
+        by = np.argsort(o, kind="stable")
+        first = np.searchsorted(o[by], o[by])
+        r = np.empty(len(o), dtype=np.int64)
+        r[by] = np.arange(len(o)) - first
+        rank[made] = r
+    return rows[~(neg & made) | (rank < per_origin)]
 
 
 def sha256(path: str | Path) -> str:
@@ -156,14 +211,14 @@ FLANK_DISTANCE = 1000  # bp between a peak window's centre and its flanking nega
 
 
 def _flank_negatives(genome: str, windows: list[tuple[str, int, int]], rng: np.random.Generator,
-                     distance: int = FLANK_DISTANCE) -> list[str]:
+                     distance: int = FLANK_DISTANCE) -> tuple[list[str], list[int]]:
     """One genomic window per peak, `distance` bp upstream or downstream (random side; the
     other side when the first runs off the contig or is mostly N); peaks with neither are
-    given no negative."""
+    given no negative. Returns the windows and the peak each one flanks."""
     fa = Genome(genome)
     sizes = fa.sizes
-    out = []
-    for contig, start, end in windows:
+    out, origin = [], []
+    for i, (contig, start, end) in enumerate(windows):
         sides = (-1, 1) if rng.random() < 0.5 else (1, -1)
         for side in sides:
             s = start + side * distance
@@ -172,19 +227,23 @@ def _flank_negatives(genome: str, windows: list[tuple[str, int, int]], rng: np.r
             seq = fa.fetch(contig, s, s + end - start)
             if seq.upper().count("N") <= len(seq) // 2:
                 out.append(seq)
+                origin.append(i)
                 break
-    return out
+    return out, origin
 
 
 def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows: str | None = None,
                  negatives: str | None = None, genome: str | None = None, length: int = 101,
-                 negatives_from: str = "shuffle", seed: int = 0) -> Dataset:
+                 negatives_from: str = "shuffle", seed: int = 0, shuffles: int | None = None) -> Dataset:
     """Read one training set; see the module docstring for formats and negatives.
 
     Negatives for positives-only classification data: a FASTA file (`negatives`), or
-    `negatives_from` "shuffle" (one dinucleotide shuffle per positive, the DeepBind default)
-    or "flank" (BED input: one genomic window FLANK_DISTANCE bp beside each peak).
+    `negatives_from` "shuffle" (`shuffles` dinucleotide shuffles per positive, by default
+    `shuffles_per_positive`: the DeepBind default, each positive's shuffles contiguous) or
+    "flank" (BED input: one genomic window FLANK_DISTANCE bp beside each peak).
     """
+    if shuffles is not None and shuffles < 1:
+        raise UsageError(f"--shuffles {shuffles}: must be at least 1")
     if negatives_from not in ("shuffle", "flank"):
         raise UsageError(f"--negatives {negatives_from}: expected shuffle, flank or a FASTA file")
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -214,20 +273,25 @@ def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows:
         bad = int(np.flatnonzero(~np.isin(values, (0.0, 1.0)))[0])
         raise DbtoolsError(f"{path}: classification labels must be 0 or 1, found {values[bad]:g} (data row {bad + 1})")
     sources = [src]
+    origin = None
     if negatives is not None:
         neg = _read_fasta(negatives)
         seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
         sources.append({"path": str(negatives), "sha256": sha256(negatives), "format": "fasta", "role": "negatives"})
     elif task == "classification" and not (values == 0).any():
         rng = np.random.default_rng(seed)
+        extra = {}
         if negatives_from == "shuffle":
-            neg = [dinucleotide_shuffle(s.upper(), rng) for s in seqs]
-            how = "dinucleotide shuffles of the positives"
+            k = shuffles or shuffles_per_positive(len(seqs))
+            neg = [dinucleotide_shuffle(s.upper(), rng) for s in seqs for _ in range(k)]
+            made_from = np.repeat(np.arange(len(seqs)), k)
+            how, extra = "dinucleotide shuffles of the positives", {"per_positive": k}
         elif fmt == "bed":
-            neg = _flank_negatives(genome, windows, rng)
+            neg, made_from = _flank_negatives(genome, windows, rng)
             how = f"genomic windows {FLANK_DISTANCE} bp up- or downstream of the peaks"
         else:
             raise UsageError("--negatives flank needs BED peaks and --genome")
+        origin = np.concatenate([np.arange(len(seqs)), np.asarray(made_from, dtype=np.int64)])
         seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
-        sources.append({"negatives": how, "count": len(neg), "seed": seed})
-    return Dataset(seqs, values, task, sources)
+        sources.append({"negatives": how, "count": len(neg), **extra, "seed": seed})
+    return Dataset(seqs, values, task, sources, origin)

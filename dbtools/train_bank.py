@@ -22,12 +22,14 @@ from . import __version__
 from .atomic import check_writable
 from .bank import Architecture, Bank, Model, ModelInfo, save_bank
 from .checkpoints import Checkpoints, fingerprint
-from .datasets import read_dataset
+from .datasets import balance_weights, cap_negatives, read_dataset
 from .encode import encode_all
 from .errors import DbtoolsError, UsageError
 from .interrupt import Interrupted
 from .trainer import Hyper, Stopped, Task, group_key, train_group
 
+# negatives kept per held-out positive: its shuffles beyond these add little but evaluation time
+VALIDATION_SHUFFLES = 20
 SPEC_COLUMNS = ("id", "protein", "task", "train", "validation", "rows", "hyperparameters")
 CLAMP_PERCENTILE = 99.95
 
@@ -40,6 +42,7 @@ class DataOptions:
     negatives: str | None = None  # "shuffle" (default), "flank" (BED input) or a FASTA of negatives
     genome: str | None = None
     length: int = 101
+    shuffles: int | None = None  # dinucleotide shuffles per positive (None: `shuffles_per_positive`)
 
 
 @dataclass
@@ -186,44 +189,55 @@ def apply_transform(y: np.ndarray, t: dict | None) -> np.ndarray:
 class _Prepared:
     spec: ModelSpec
     task: Task
-    validation: tuple[list[np.ndarray], np.ndarray] | None
+    validation: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None  # codes, targets, weights
     sources: list[dict]
     transform: dict | None
     train_length: int | None
+    origin: np.ndarray  # [rows of task] the row each one was made from (folds keep them together)
 
 
 def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> _Prepared:
-    """Read a model's data, hold out validation rows, transform targets."""
+    """Read a model's data, hold out validation rows (a peak with its shuffles), transform targets."""
     seed = run.seed * 100_003 + index
     kind = data.negatives if data.negatives in ("shuffle", "flank") else "shuffle"
     fasta = None if data.negatives in (None, "shuffle", "flank") else data.negatives
     ds = read_dataset(spec.train, fmt=data.fmt, task=spec.task, rows=spec.rows, negatives=fasta,
-                      genome=data.genome, length=data.length, negatives_from=kind, seed=seed)
+                      genome=data.genome, length=data.length, negatives_from=kind, seed=seed,
+                      shuffles=data.shuffles)
     codes = encode_all(ds.sequences, spec.train)
-    y = ds.targets
+    y, origin = ds.targets, ds.origin
     sources = list(ds.sources)
     if spec.validation:
-        vds = read_dataset(spec.validation, fmt="auto", task=ds.task, seed=seed + 1)
-        val = (encode_all(vds.sequences, spec.validation), vds.targets)
+        vds = read_dataset(spec.validation, fmt="auto", task=ds.task, seed=seed + 1, shuffles=VALIDATION_SHUFFLES)
+        val = (encode_all(vds.sequences, spec.validation), vds.targets, balance_weights(vds.targets, vds.origin))
         sources += [dict(s, role="validation") for s in vds.sources]
     elif run.val_fraction > 0:
-        perm = np.random.default_rng([seed, 7]).permutation(len(codes))
-        n_val = max(1, int(round(len(codes) * run.val_fraction)))
-        if len(codes) - n_val < 2:
+        n_val = max(1, int(round(len(np.unique(origin)) * run.val_fraction)))
+        held, kept = _hold_out(origin, n_val, np.random.default_rng([seed, 7]))
+        if len(kept) < 2:
             raise DbtoolsError(f"{spec.train}: too few rows ({len(codes)}) to hold out validation data")
-        val = ([codes[i] for i in perm[:n_val]], y[perm[:n_val]])
-        codes, y = [codes[i] for i in perm[n_val:]], y[perm[n_val:]]
-        sources.append({"validation": f"held out {n_val} rows", "fraction": run.val_fraction})
+        held = cap_negatives(held, y, origin, VALIDATION_SHUFFLES)
+        val = ([codes[i] for i in held], y[held], balance_weights(y[held], origin[held]))
+        codes, y, origin = [codes[i] for i in kept], y[kept], origin[kept]
+        sources.append({"validation": f"held out {len(held)} rows", "fraction": run.val_fraction})
     else:
         val = None
     classification = ds.task == "classification"
     transform = None if classification else regression_transform(y)
     if val is not None:
-        val = (val[0], apply_transform(val[1], transform))
+        val = (val[0], apply_transform(val[1], transform), val[2])
     lengths = {len(c) for c in codes}
     hyper = spec.hyper.for_task(classification)
-    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, hyper, seed),
-                     val, sources, transform, lengths.pop() if len(lengths) == 1 else None)
+    weights = balance_weights(y, origin) if classification else None
+    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, hyper, seed, weights=weights),
+                     val, sources, transform, lengths.pop() if len(lengths) == 1 else None, origin)
+
+
+def _hold_out(origin: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `n` random origins (a peak and its shuffles) and the rows of the others, sorted."""
+    keys = np.unique(origin)
+    out = np.isin(origin, rng.permutation(keys)[:n])
+    return np.flatnonzero(out), np.flatnonzero(~out)
 
 
 def run_fingerprint(prepared: list[_Prepared], data: DataOptions, run: RunOptions) -> str:

@@ -62,6 +62,7 @@ class Task:
     hyper: Hyper
     seed: int
     reverse_complement: bool = True
+    weights: np.ndarray | None = None  # rows are drawn in proportion to these (None: uniformly)
 
 
 def pad_batch(codes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -346,11 +347,16 @@ def pick_models(which: torch.Tensor, new: dict[str, torch.Tensor],
     return out
 
 
-def losses(scores: torch.Tensor, targets: torch.Tensor, classification: torch.Tensor) -> torch.Tensor:
-    """Per-model mean loss [G]: logistic for classification rows, squared error otherwise."""
+def losses(scores: torch.Tensor, targets: torch.Tensor, classification: torch.Tensor,
+           weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-model mean loss [G] (weighted by `weights` [G, B] if given): logistic for
+    classification rows, squared error otherwise."""
     logistic = torch.nn.functional.binary_cross_entropy_with_logits(scores, targets, reduction="none")
     squared = (scores - targets) ** 2
-    return torch.where(classification[:, None], logistic, squared).mean(1)
+    each = torch.where(classification[:, None], logistic, squared)
+    if weights is None:
+        return each.mean(1)
+    return (each * weights).sum(1) / weights.sum(1)
 
 
 def _mix(z: torch.Tensor) -> torch.Tensor:
@@ -376,27 +382,65 @@ def uniform(seeds: torch.Tensor, stream: int, step: int, n: int) -> torch.Tensor
 
 
 class GroupData:
-    """The training (or validation) sets of a group's models, padded into one device tensor."""
+    """The training (or validation) sets of a group's models in one device tensor.
 
-    def __init__(self, sets: list[tuple[list[np.ndarray], np.ndarray]], m: int, device: torch.device):
-        padded = [pad_batch(codes, m) for codes, _ in sets]
+    `sets` holds per model (codes, targets) or (codes, targets, weights). Models given the same
+    list of codes (the same object) share its storage: the trials of one calibration fold, the
+    restarts of one model. Rows are drawn in proportion to their weights (`sample`), and
+    validation losses are weighted means.
+    """
+
+    def __init__(self, sets: list[tuple], m: int, device: torch.device):
+        unique: dict[tuple[int, ...], int] = {}
+        stored: list[tuple] = []
+        of_model = []
+        for entry in sets:
+            key = tuple(id(x) for x in entry)
+            if key not in unique:
+                unique[key] = len(stored)
+                stored.append(entry)
+            of_model.append(unique[key])
+        padded = [pad_batch(entry[0], m) for entry in stored]
         width = max(p.shape[1] for p, _ in padded)
-        n = max(p.shape[0] for p, _ in padded)
-        self.codes = torch.full((len(sets), n, width), PAD, dtype=torch.int8)
-        self.positions = torch.ones((len(sets), n), dtype=torch.int64)
-        self.targets = torch.zeros((len(sets), n), dtype=torch.float32)
-        for g, ((p, pos), (_, y)) in enumerate(zip(padded, sets)):
-            self.codes[g, : p.shape[0], : p.shape[1]] = torch.from_numpy(p)
-            self.positions[g, : len(pos)] = torch.from_numpy(pos)
-            self.targets[g, : len(y)] = torch.from_numpy(np.asarray(y, np.float32))
-        self.sizes = torch.tensor([p.shape[0] for p, _ in padded])
-        self.codes, self.positions, self.targets, self.sizes = (
-            t.to(device) for t in (self.codes, self.positions, self.targets, self.sizes))
+        sizes = [p.shape[0] for p, _ in padded]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.codes = torch.full((int(starts[-1]), width), PAD, dtype=torch.int8)
+        self.positions = torch.ones(int(starts[-1]), dtype=torch.int64)
+        self.targets = torch.zeros(int(starts[-1]), dtype=torch.float32)
+        self.weights = torch.ones(int(starts[-1]), dtype=torch.float32)
+        for k, ((p, pos), entry) in enumerate(zip(padded, stored)):
+            a, b = int(starts[k]), int(starts[k + 1])
+            self.codes[a:b, : p.shape[1]] = torch.from_numpy(p)
+            self.positions[a:b] = torch.from_numpy(pos)
+            self.targets[a:b] = torch.from_numpy(np.asarray(entry[1], np.float32))
+            if len(entry) > 2 and entry[2] is not None:
+                self.weights[a:b] = torch.from_numpy(np.asarray(entry[2], np.float32))
+        # cumulative weights over all rows: a model draws within its own set's range
+        self.cumulative = torch.cumsum(self.weights.double(), 0)
+        self.start = torch.tensor([int(starts[k]) for k in of_model])
+        self.sizes = torch.tensor([sizes[k] for k in of_model])
+        below = torch.cat([torch.zeros(1, dtype=torch.float64), self.cumulative])
+        self.weight_start = below[self.start]
+        self.weight_total = below[self.start + self.sizes] - self.weight_start
+        for name in ("codes", "positions", "targets", "weights", "cumulative", "start", "sizes",
+                     "weight_start", "weight_total"):
+            setattr(self, name, getattr(self, name).to(device))
+
+    def sample(self, u: torch.Tensor) -> torch.Tensor:
+        """Rows [G, B] of each model's own set for uniforms u [G, B], drawn in proportion to weight."""
+        v = self.weight_start[:, None] + u.double() * self.weight_total[:, None]
+        rows = torch.searchsorted(self.cumulative, v, right=True) - self.start[:, None]
+        return torch.minimum(rows.clamp_(min=0), self.sizes[:, None] - 1)
 
     def batch(self, rows: torch.Tensor):
-        """Rows [G, B] of each model's own set."""
-        g = torch.arange(rows.shape[0], device=rows.device)[:, None]
-        return self.codes[g, rows], self.positions[g, rows], self.targets[g, rows]
+        """Rows [G, B] of each model's own set: codes, positions, targets."""
+        r = self.start[:, None] + rows
+        return self.codes[r], self.positions[r], self.targets[r]
+
+    def rows(self, g: int) -> slice:
+        """Model g's rows in the stored tensors."""
+        a = int(self.start[g])
+        return slice(a, a + int(self.sizes[g]))
 
 
 @dataclass
@@ -420,7 +464,7 @@ def evaluate_group(params: GroupParams, data: GroupData, classification: torch.T
     """Mean loss per model [G] and each model's scores on its whole set (no dropout)."""
     G = params.G
     n = int(data.sizes.max())
-    positions = data.codes.shape[2] - params.m + 1
+    positions = data.codes.shape[1] - params.m + 1
     batch_size = max(1, min(batch_size, EVAL_BUDGET // (G * positions * 2 * DETECTORS * (2 if params.avg else 1))))
     scores = torch.empty(G, n, device=data.codes.device)
     with torch.no_grad():
@@ -431,9 +475,9 @@ def evaluate_group(params: GroupParams, data: GroupData, classification: torch.T
             scores[:, c:c + rows.shape[1]] = params.forward(codes, pos)
     out, loss = [], np.empty(G)
     for g in range(G):
-        k = int(data.sizes[g])
-        s, y = scores[g, :k], data.targets[g, :k]
-        loss[g] = float(losses(s[None], y[None], classification[g:g + 1])[0])
+        k, own = int(data.sizes[g]), data.rows(g)
+        s, y, w = scores[g, :k], data.targets[own], data.weights[own]
+        loss[g] = float(losses(s[None], y[None], classification[g:g + 1], w[None])[0])
         out.append(s.cpu().numpy())
     return loss, out
 
@@ -483,7 +527,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
 
     params = GroupParams(tasks, device)
     m = params.m
-    data = GroupData([(t.codes, t.targets) for t in tasks], m, device)
+    data = GroupData([(t.codes, t.targets, t.weights) for t in tasks], m, device)
     val = GroupData(validation, m, device) if validation else None
     cls = torch.tensor([t.classification for t in tasks], device=device)
     seeds = torch.tensor([t.seed for t in tasks], dtype=torch.int64, device=device)
@@ -518,8 +562,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
             if save is not None:
                 save(state(step - 1))
             raise Stopped(step - 1)
-        rows = (uniform(seeds, 1, step, batch_size) * data.sizes[:, None]).long()
-        rows = torch.minimum(rows, data.sizes[:, None] - 1)
+        rows = data.sample(uniform(seeds, 1, step, batch_size))
         keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
         codes, pos, y = data.batch(rows)
         scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf))
@@ -536,8 +579,8 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
             if val is not None:
                 loss, scores_v = evaluate_group(params, val, cls)
                 metric = np.array([
-                    auc(val.targets[g, : int(val.sizes[g])].cpu().numpy(), scores_v[g]) if tasks[g].classification
-                    else pearson(val.targets[g, : int(val.sizes[g])].cpu().numpy(), scores_v[g])
+                    auc(val.targets[val.rows(g)].cpu().numpy(), scores_v[g]) if tasks[g].classification
+                    else pearson(val.targets[val.rows(g)].cpu().numpy(), scores_v[g])
                     for g in range(params.G)])
                 vl.append(loss)
                 vm.append(metric)

@@ -304,12 +304,17 @@ class BankEngine:
         B, nw = codes.shape[0], p1 - p0
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
             pooled = self._pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
-            feats = pooled.index_select(0, g.features).view(g.n_columns // g.num_detectors, -1, nw * B)
-            f, r = self._heads(g, feats)
+            f, r = self.scores_from_pooled(g, pooled)
             return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
         mx, mean = self._pooled(g, codes, w, p0, p1)  # [B, nw, F]
         f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
         return f.t().reshape(B, nw, -1), r.t().reshape(B, nw, -1)
+
+    def scores_from_pooled(self, g: _Group, pooled: torch.Tensor):
+        """Forward-strand [G, R] and reverse-strand [Grc, R] scores from pooled features
+        [k * F + 1, R] (the live columns in the cut order, then a zero column)."""
+        feats = pooled.index_select(0, g.features).view(g.n_columns // g.num_detectors, -1, pooled.shape[1])
+        return self._heads(g, feats)
 
     def _conv(self, g: _Group, window_codes: torch.Tensor) -> torch.Tensor:
         """Rectified detector responses for [..., m] code windows: [..., F_live]."""

@@ -5,7 +5,9 @@ The value of window [s, s + W) is exactly what `dbtools score` returns for those
 stride-1 scoring windows (each padded on its own, as the original scorer does) are computed
 for the whole chunk from shared convolutions (`BankEngine.window_scores`), and each genomic
 window's value is then a sliding max (or sum / W with `--average`) over the scoring windows
-inside it, per strand, before the strands' max.
+inside it, per strand, before the strands' max. Windows scored whole at a step of a few bp or
+more are each computed on their own instead (`dbtools.strided`): their edge work is not
+shared, and most of the stride-1 windows are not wanted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .encode import N
 from .forward import BankEngine, _sliding_max, _sliding_sum
 from .parallel import parallel_steps
 from .score import ScoreOptions
+from .strided import STRIDED_MIN_STEP, strided_windows
 
 
 def window_count(length: int, window: int, step: int) -> int:
@@ -53,6 +56,10 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
     for g in engine.groups:
         w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
+        if w == window and w >= g.m and step >= STRIDED_MIN_STEP:  # whole windows, few of them: each on its own
+            fwd, rev = _strided_values(engine, g, x[0], w, step, nwin, batch_windows)
+            _store(g, fwd, rev, values, rc_won)
+            continue
         n_score = span + window - w  # scoring windows of length w inside the kept genomic windows
         wc, _ = engine._steps(g, 1, w, n_score)
         if batch_windows:
@@ -73,6 +80,26 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     values[gaps] = np.nan
     rc_won[gaps] = False
     return values, rc_won
+
+
+def _strided_values(engine: BankEngine, g, codes: torch.Tensor, w: int, step: int, nwin: int,
+                    batch_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-window scores of windows every `step` bp: strands [G, nwin] and [Grc, nwin]."""
+    strided = strided_windows(engine)
+    per = strided.windows_per_step(g, w, step)
+    if batch_windows:
+        per = min(per, batch_windows)
+    fwd = torch.empty(g.size, nwin, device=engine.device)
+    rev = torch.empty(int(g.rc_local.numel()), nwin, device=engine.device)
+
+    def run(i0: int) -> None:
+        n = min(nwin, i0 + per) - i0
+        f, r = strided.scores(g, codes, w, step, i0 * step, n)
+        fwd[:, i0:i0 + n] = f.t()
+        rev[:, i0:i0 + n] = r.t()
+
+    parallel_steps(run, range(0, nwin, per), engine.device)
+    return fwd, rev
 
 
 def _store(g, fwd: torch.Tensor, rev: torch.Tensor, values: np.ndarray, rc_won: np.ndarray) -> None:

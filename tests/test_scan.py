@@ -87,6 +87,23 @@ def test_window_value_is_the_score_of_the_window(genome, mixed, anchor, offset, 
     assert not rc_won[np.isnan(values)].any()
 
 
+@pytest.mark.parametrize("window,step,average", [(101, 20, False), (101, 4, True), (40, 7, False), (60, 150, True)])
+def test_strided_whole_windows_equal_their_scores(genome, mixed, window, step, average):
+    """Windows scored whole at --step >= 4 are computed each on its own (dbtools.strided): near a
+    gap's edge, in several steps of windows, with both poolings and strands."""
+    sub, engine = mixed
+    start = N_EDGES[1] - 700  # the end of a 3.1-Mbp N run lies inside
+    codes = encode(genome.fetch("20", start, start + 1500))
+    opts = ScoreOptions(window_size=window, average=average)
+    values, rc_won = window_values(engine, codes, window, step, opts, batch_windows=3)
+    want = direct(engine, codes, window, step, opts)
+    assert np.isnan(want).any() and (~np.isnan(want)).sum() > 2
+    np.testing.assert_allclose(values, want, atol=1e-4, rtol=0, equal_nan=True)
+    whole, rc_whole = window_values(engine, codes, window, 1, opts)  # the stride-1 path
+    np.testing.assert_allclose(values, whole[::step], atol=1e-4, rtol=0, equal_nan=True)
+    assert (rc_won == rc_whole[::step]).mean() > 0.99  # near-ties may break either way
+
+
 def test_the_strand_that_won_is_reported(mixed, genome):
     sub, engine = mixed
     codes = encode(genome.fetch("20", 1_000_000, 1_000_300))

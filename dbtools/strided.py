@@ -1,0 +1,205 @@
+"""Whole-window scores of windows placed every S bp along one sequence (the scan at --step S).
+
+`BankEngine._pooled_cuts` computes every stride-1 window of a sequence, sharing the edge work
+of neighbouring windows. When a genomic window is scored whole and only every S-th window is
+wanted, that edge work is wasted on the S - 1 windows between; here each wanted window's edges
+are computed on their own, from the same block sums as the interior:
+
+* D[j][q]: the threshold plus the detector rows of blocks j.. (blocks of `_BLOCK` rows, centred
+  weights, so `N` adds 0) for the filter whose block j starts at base q; one 4-mer table row a
+  block (the engine's cut tables).
+* A left cut (rows 0..k-1 see the window's left padding) of window p reads D[j] at filter start
+  p - k for the block boundary bj >= k, plus the rows k..bj-1 on the window's first bases: a row
+  of a table of 3-mers (`_Partials.left`) indexed by the 3-mer at p.
+* A right cut keeping l = bj + r rows is C + (D[0] - D[j]) at its filter start (the blocks
+  before j), plus the rows bj..l-1 on the window's last r bases: a row of a 3-mer table indexed
+  by the 3-mer ending at the window's last base (`_Partials.right`).
+* The interior (filters wholly inside) is D[0] rectified, reduced over each window with a
+  strided max (or sum) over blocks of S positions.
+
+Per window that is about 3m row operations for the edges instead of about m per base, so it
+pays for S >= STRIDED_MIN_STEP. Values equal the stride-1 path's within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encode import N, kmer_index, one_hot
+from .forward import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum
+
+STRIDED_MIN_STEP = 4  # below this the stride-1 path (shared edge work) is faster
+_PARTIAL = 3  # a partial block has at most _BLOCK - 1 rows: a 3-mer table
+_STEP_FLOATS = 1 << 19  # floats of block sums per step (cache-sized)
+
+
+@dataclass
+class _Partials:
+    """Per column chunk of a group: partial-block sums as linear maps of the one-hot 3-mer
+    ([12, blocks * _BLOCK * width]) and a bias that is -inf where (block, r) is not a cut."""
+
+    left: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j - 1, r): rows bj - r .. bj - 1 on the first r bases
+    right: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j, b - 1 - r): rows bj .. bj + r - 1 on the last r bases
+
+
+def _partials(g: _Group) -> _Partials:
+    """Partial-block maps of group g, in the cut order and column chunks of the engine."""
+    m, b, cuts = g.m, _BLOCK, g.cuts
+    nl, jr = cuts.nb, (m - 1) // b
+    left, right = [], []
+    for rows in cuts.rows:
+        fw = rows[0].shape[1]
+        w = np.zeros((nl * b + b, 4, fw), dtype=np.float64)  # centred rows; rows past m add 0
+        for beta, r in enumerate(rows):
+            blk = r.double().cpu().numpy().reshape(-1, 4, fw)
+            w[beta * b:beta * b + blk.shape[0]] = blk
+        ml, bl = np.zeros((_PARTIAL, 4, nl, b, fw)), np.full((nl, b, fw), -np.inf)
+        for j in range(1, nl + 1):
+            for r in range(b):
+                if 1 <= b * j - r <= m - 1:
+                    bl[j - 1, r] = 0
+                    for u in range(r):  # row bj - r + u on the window's base u
+                        ml[u, :, j - 1, r] = w[b * j - r + u]
+        mr, br = np.zeros((_PARTIAL, 4, jr + 1, b, fw)), np.full((jr + 1, b, fw), -np.inf)
+        for j in range(jr + 1):
+            for r in range(b):
+                if 1 <= b * j + r <= m - 1:
+                    br[j, b - 1 - r] = 0
+                    for u in range(r):  # row bj + u on 3-mer letter 3 - r + u (the window's last r bases)
+                        mr[_PARTIAL - r + u, :, j, b - 1 - r] = w[b * j + u]
+        dev = g.threshold.device
+
+        def pair(mat, bias):
+            return (torch.as_tensor(mat.reshape(4 * _PARTIAL, -1).astype(np.float32), device=dev),
+                    torch.as_tensor(bias.reshape(-1).astype(np.float32), device=dev))
+
+        left.append(pair(ml, bl))
+        right.append(pair(mr, br))
+    return _Partials(left, right)
+
+
+_ENGINES: "weakref.WeakKeyDictionary[BankEngine, StridedWindows]" = weakref.WeakKeyDictionary()
+
+
+def strided_windows(engine: BankEngine) -> "StridedWindows":
+    """The engine's strided scorer (its partial tables are built once per group, when first used)."""
+    if engine not in _ENGINES:
+        _ENGINES[engine] = StridedWindows(engine)
+    return _ENGINES[engine]
+
+
+class StridedWindows:
+    """Whole-window pooled features of windows every `step` bp, for the groups of an engine."""
+
+    def __init__(self, engine: BankEngine):
+        self.engine = engine
+        self._partials: dict[int, _Partials] = {}
+
+    def partials(self, g: _Group) -> _Partials:
+        key = id(g)
+        if key not in self._partials:
+            self._partials[key] = _partials(g)
+        return self._partials[key]
+
+    def windows_per_step(self, g: _Group, w: int, step: int) -> int:
+        """Windows per call of `scores` that keep its block sums about cache-sized."""
+        width = min(max(1, g.threshold.numel()), g.cuts.width)
+        positions = max(_STEP_FLOATS // (width * (g.cuts.nb + 1)), 4 * (w + g.m))
+        return max(1, (positions - w) // step)
+
+    def scores(self, g: _Group, codes: torch.Tensor, w: int, step: int, first: int, count: int):
+        """Scores of the windows codes[first + step*i : ... + w], i < count, of one sequence
+        (codes [L], w >= m): forward strand [count, G] and reverse strand [count, Grc]."""
+        pooled = self.pooled(g, codes, w, step, first, count)
+        f, r = self.engine.scores_from_pooled(g, pooled.t().contiguous())
+        return f.t(), r.t()
+
+    def pooled(self, g: _Group, codes: torch.Tensor, w: int, step: int, first: int, count: int) -> torch.Tensor:
+        """[count, k * F + 1]: per window the max (then the mean) of every live detector column
+        in the cut order, then a zero column; the layout of `BankEngine._pooled_cuts`."""
+        m, b, S, nw = g.m, _BLOCK, step, count
+        cuts, part = g.cuts, self.partials(g)
+        F, nl, jr = cuts.const.numel(), cuts.nb, (m - 1) // b
+        dev = codes.device
+        lo = first - b  # row q of the block sums is the block starting at base lo + q
+        Q = S * (nw - 1) + w + 2 * b  # rows of D[0] read (right cuts reach filter start p + w - 1)
+        need = Q + (nl - 1) * b + 3  # bases read by the 4-mers of every block of those rows
+        seg = torch.full((need,), N, dtype=torch.long, device=dev)
+        a, z = max(lo, 0), min(lo + need, codes.shape[0])
+        if z > a:
+            seg[a - lo:z - lo] = codes[a:z]
+        kmer = kmer_index(seg, b)
+        x = one_hot(seg)  # [need, 4]
+        starts = b + S * torch.arange(nw, device=dev)
+        three = torch.arange(_PARTIAL, device=dev)
+        at_p = x[starts[:, None] + three].reshape(nw, -1)  # the window's first 3 bases, one-hot [nw, 12]
+        at_end = x[starts[:, None] + (w - _PARTIAL) + three].reshape(nw, -1)  # its last 3 bases
+        k = 2 if g.avg else 1
+        pooled = torch.empty(nw, k * F + 1, device=dev)
+        pooled[:, -1] = 0
+        inner = w - m + 1
+        for chunk, c0 in enumerate(range(0, F, cuts.width)):
+            fw = min(F, c0 + cuts.width) - c0
+            tab, const = cuts.tables[chunk], cuts.const[c0:c0 + fw]
+            D = [None] * nl  # D[beta] has Q + beta * b rows
+            for beta in range(nl - 1, -1, -1):
+                rows = Q + beta * b
+                D[beta] = tab[beta].index_select(0, kmer[:rows])
+                D[beta].add_(const if beta == nl - 1 else D[beta + 1][b:b + rows])
+
+            def view(t: torch.Tensor, offset: int, n: int) -> torch.Tensor:  # [nw, n, fw]: rows offset + S*i + r
+                return t.as_strided((nw, n, fw), (S * fw, fw, 1), t.storage_offset() + offset * fw)
+
+            mx = pooled[:, c0:c0 + fw]
+            total = pooled[:, F + c0:F + c0 + fw] if g.avg else None
+            cut_max, cut_sum = None, None
+
+            def fold(vals: torch.Tensor) -> None:  # vals [nw, n, fw]: cut values
+                nonlocal cut_max, cut_sum
+                best = vals.amax(1)
+                cut_max = best if cut_max is None else torch.maximum(cut_max, best)
+                if total is not None:
+                    s = vals.clamp(min=0).sum(1)
+                    cut_sum = s if cut_sum is None else cut_sum + s
+
+            left = torch.addmm(part.left[chunk][1], at_p, part.left[chunk][0]).view(nw, nl, b, fw)
+            for j in range(1, nl + 1):  # cut k = bj - r reads D[j] at filter start p - k: row p - lo + r
+                base = view(D[j], b, b) if j < nl else const.expand(nw, b, fw)
+                fold(base + left[:, j - 1])
+            right = torch.addmm(part.right[chunk][1], at_end, part.right[chunk][0]).view(nw, jr + 1, b, fw)  # r reversed
+            for j in range(jr + 1):  # l = bj + r rows kept: filter start s = p + w - bj - r
+                vals = right[:, j] + const
+                if j:  # + blocks 0..j-1 at s: D[0] - D[j] (both at s, rows b - 1 - r ascending)
+                    vals = vals + (view(D[0], b + w - b * j - (b - 1), b) - view(D[j], b + w - (b - 1), b))
+                fold(vals)
+            conv = D[0].clamp_(min=0)  # the interior: filters p .. p + w - m
+            _strided_reduce(conv, b, S, nw, inner, mx, torch.amax, _sliding_max)
+            torch.maximum(mx, cut_max, out=mx)
+            if total is not None:
+                _strided_reduce(conv, b, S, nw, inner, total, torch.sum, _sliding_sum)
+                total.add_(cut_sum).div_(w + m - 1)
+            del D
+        return pooled
+
+
+def _strided_reduce(conv: torch.Tensor, offset: int, S: int, nw: int, n: int, out: torch.Tensor,
+                    reduce, sliding) -> None:
+    """out[i] = reduce(conv[offset + S*i : offset + S*i + n]) over rows (max or sum), for i < nw."""
+    fw = conv.shape[1]
+    base = conv.storage_offset() + offset * fw
+    whole, rest = divmod(n, S)
+    if whole <= 1:  # windows no longer than two steps: each read once or twice
+        out.copy_(reduce(conv.as_strided((nw, n, fw), (S * fw, fw, 1), base), 1))
+        return
+    blocks = reduce(conv.as_strided((nw - 1 + whole, S, fw), (S * fw, fw, 1), base), 1)
+    sliding(blocks, whole, out, dim=0)
+    if rest:
+        tail = reduce(conv.as_strided((nw, rest, fw), (S * fw, fw, 1), base + whole * S * fw), 1)
+        if reduce is torch.amax:
+            torch.maximum(out, tail, out=out)
+        else:
+            out.add_(tail)

@@ -40,7 +40,8 @@ _STEP_FLOATS = 1 << 19  # floats of block sums per step (cache-sized)
 @dataclass
 class _Partials:
     """Per column chunk of a group: partial-block sums as linear maps of the one-hot 3-mer
-    ([12, blocks * _BLOCK * width]) and a bias that is -inf where (block, r) is not a cut."""
+    ([12, blocks * _BLOCK * width]) and a bias: the cut constant, or -inf where (block, r) is
+    not a cut."""
 
     left: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j - 1, r): rows bj - r .. bj - 1 on the first r bases
     right: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j, b - 1 - r): rows bj .. bj + r - 1 on the last r bases
@@ -51,8 +52,11 @@ def _partials(g: _Group) -> _Partials:
     m, b, cuts = g.m, _BLOCK, g.cuts
     nl, jr = cuts.nb, (m - 1) // b
     left, right = [], []
+    c0 = 0
     for rows in cuts.rows:
         fw = rows[0].shape[1]
+        const = cuts.const[c0:c0 + fw].double().cpu().numpy()  # every cut value starts from the constant
+        c0 += fw
         w = np.zeros((nl * b + b, 4, fw), dtype=np.float64)  # centred rows; rows past m add 0
         for beta, r in enumerate(rows):
             blk = r.double().cpu().numpy().reshape(-1, 4, fw)
@@ -60,15 +64,15 @@ def _partials(g: _Group) -> _Partials:
         ml, bl = np.zeros((_PARTIAL, 4, nl, b, fw)), np.full((nl, b, fw), -np.inf)
         for j in range(1, nl + 1):
             for r in range(b):
-                if 1 <= b * j - r <= m - 1:
-                    bl[j - 1, r] = 0
+                if 1 <= b * j - r <= m - 1:  # D[j] holds the constant, except past the last block
+                    bl[j - 1, r] = const if j == nl else 0
                     for u in range(r):  # row bj - r + u on the window's base u
                         ml[u, :, j - 1, r] = w[b * j - r + u]
         mr, br = np.zeros((_PARTIAL, 4, jr + 1, b, fw)), np.full((jr + 1, b, fw), -np.inf)
         for j in range(jr + 1):
             for r in range(b):
                 if 1 <= b * j + r <= m - 1:
-                    br[j, b - 1 - r] = 0
+                    br[j, b - 1 - r] = const
                     for u in range(r):  # row bj + u on 3-mer letter 3 - r + u (the window's last r bases)
                         mr[_PARTIAL - r + u, :, j, b - 1 - r] = w[b * j + u]
         dev = g.threshold.device
@@ -156,26 +160,20 @@ class StridedWindows:
 
             mx = pooled[:, c0:c0 + fw]
             total = pooled[:, F + c0:F + c0 + fw] if g.avg else None
-            cut_max, cut_sum = None, None
-
-            def fold(vals: torch.Tensor) -> None:  # vals [nw, n, fw]: cut values
-                nonlocal cut_max, cut_sum
-                best = vals.amax(1)
-                cut_max = best if cut_max is None else torch.maximum(cut_max, best)
-                if total is not None:
-                    s = vals.clamp(min=0).sum(1)
-                    cut_sum = s if cut_sum is None else cut_sum + s
-
-            left = torch.addmm(part.left[chunk][1], at_p, part.left[chunk][0]).view(nw, nl, b, fw)
-            for j in range(1, nl + 1):  # cut k = bj - r reads D[j] at filter start p - k: row p - lo + r
-                base = view(D[j], b, b) if j < nl else const.expand(nw, b, fw)
-                fold(base + left[:, j - 1])
-            right = torch.addmm(part.right[chunk][1], at_end, part.right[chunk][0]).view(nw, jr + 1, b, fw)  # r reversed
-            for j in range(jr + 1):  # l = bj + r rows kept: filter start s = p + w - bj - r
-                vals = right[:, j] + const
-                if j:  # + blocks 0..j-1 at s: D[0] - D[j] (both at s, rows b - 1 - r ascending)
-                    vals = vals + (view(D[0], b + w - b * j - (b - 1), b) - view(D[j], b + w - (b - 1), b))
-                fold(vals)
+            # every cut value of every window: [nw, (nl + jr + 1) * b, fw], left cuts then right cuts
+            cut = torch.empty(nw, (nl + jr + 1) * b, fw, device=dev)
+            ml, bl = part.left[chunk]
+            cut[:, :nl * b] = torch.addmm(bl, at_p, ml).view(nw, nl * b, fw)  # the const is in the bias
+            for j in range(1, nl):  # cut k = bj - r reads D[j] at filter start p - k: row p - lo + r
+                cut[:, (j - 1) * b:j * b].add_(view(D[j], b, b))
+            mr, br = part.right[chunk]
+            cut[:, nl * b:] = torch.addmm(br, at_end, mr).view(nw, (jr + 1) * b, fw)  # r reversed
+            for j in range(1, jr + 1):  # l = bj + r rows kept, filter start s = p + w - bj - r: blocks
+                # 0..j-1 at s are D[0] - D[j] (both at s; rows b - 1 - r ascending)
+                c = cut[:, (nl + j) * b:(nl + j + 1) * b]
+                c.add_(view(D[0], b + w - b * j - (b - 1), b)).sub_(view(D[j], b + w - (b - 1), b))
+            cut_max = cut.amax(1)
+            cut_sum = cut.clamp_(min=0).sum(1) if total is not None else None
             conv = D[0].clamp_(min=0)  # the interior: filters p .. p + w - m
             _strided_reduce(conv, b, S, nw, inner, mx, torch.amax, _sliding_max)
             torch.maximum(mx, cut_max, out=mx)

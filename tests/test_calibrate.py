@@ -126,3 +126,19 @@ def test_quick_calibration_on_the_command_line(tmp_path):
     assert len(doc["proteins"][0]["trials"]) == 3 and doc["command"].startswith("dbtools calibrate")
     assert "CV" in proc.stderr and (tmp_path / "q_plots" / "a.calibration.png").exists()
     assert load_bank(tmp_path / "q.bank").ids == ["a"]
+
+
+def test_folds_keep_each_peak_with_its_shuffles(tmp_path):
+    fa = tmp_path / "peaks.fa"
+    rng = np.random.default_rng(5)
+    fa.write_text("".join(f">p{i}\n{''.join(rng.choice(list('ACGT'), 30))}\n" for i in range(60)))
+    spec = ModelSpec(id="p", train=str(fa), protein="P", hyper=Hyper(detector_len=8))
+    (protein,) = cal.prepare_proteins([spec], DataOptions(shuffles=5), Protocol(**SMALL))
+    origin, y = protein.prepared.origin, protein.prepared.task.targets
+    assert len(y) == 60 * 6 and y.sum() == 60
+    seen = [set(origin[rows]) for rows in protein.folds]
+    assert sum(map(len, seen)) == 60 and seen[0].isdisjoint(seen[1])  # no peak in two folds
+    tasks, vals, index = cal.trial_tasks([protein], Protocol(**SMALL))
+    assert tasks[index[0, 0, 0]].codes is tasks[index[0, 1, 0]].codes  # trials of a fold share their set
+    codes, targets, weights = vals[index[0, 0, 1]]
+    assert set(weights[targets == 1]) == {5.0} and (targets == 0).sum() == 5 * (targets == 1).sum()

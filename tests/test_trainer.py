@@ -134,3 +134,28 @@ def test_pooled_gradients_equal_the_plain_formulation(hidden, avg):
         grads[-1]["out"] = out.detach()
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_stored_once():
+    from dbtools.trainer import uniform
+
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, 4, (12,))
+    y = np.array([1, 0, 0, 0], dtype=np.float32)
+    weights = np.array([3, 1, 1, 1], dtype=np.float32)  # one positive balancing its three shuffles
+    other = random_codes(rng, 2, (12,))
+    data = GroupData([(codes, y, weights), (codes, y, weights), (other, y[:2])], 4, CPU)
+    assert data.codes.shape[0] == 4 + 2  # the first two models share one stored set
+    u = uniform(torch.tensor([1, 2, 3]), 1, 1, 20_000)
+    rows = data.sample(u)
+    assert int(rows.min()) == 0 and rows[:2].max() == 3 and rows[2].max() == 1
+    share = (rows[:2] == 0).float().mean().item()
+    assert share == pytest.approx(0.5, abs=0.02)  # weight 3 of 6
+    assert (rows[2] == 0).float().mean().item() == pytest.approx(0.5, abs=0.02)  # unweighted: uniform
+    codes_b, _, targets_b = data.batch(rows[:, :5])
+    np.testing.assert_array_equal(targets_b[0].numpy(), y[rows[0, :5].numpy()])
+    # the validation loss is the weighted mean
+    params = GroupParams([make_task(1, (12,), n=4)], CPU)
+    loss, scores = evaluate_group(params, GroupData([(codes, y, weights)], 8, CPU), torch.tensor([True]))
+    each = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(scores[0]), torch.tensor(y), reduction="none")
+    assert loss[0] == pytest.approx(float((each * torch.tensor(weights)).sum() / 6), rel=1e-5)

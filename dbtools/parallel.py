@@ -19,9 +19,22 @@ T = TypeVar("T")
 _lock = threading.Lock()
 
 
-def parallel_steps(run: Callable[[T], None], steps: Sequence[T], device: torch.device) -> None:
-    """Call run(step) for every step: in order on a GPU or with one CPU thread, else one worker per thread."""
-    workers = min(torch.get_num_threads(), len(steps))
+def parallel_steps(run: Callable[[T], None], steps: Sequence[T], device: torch.device,
+                   threads: int | None = None) -> None:
+    """Call run(step) for every step: in order on a GPU or with one CPU thread, else one worker per
+    thread. `threads=1` runs the steps in order on one CPU thread (torch's intra-op threads too):
+    for passes of many tiny operations, where two threads contend for the interpreter."""
+    if device.type == "cpu" and threads == 1:
+        with _lock:
+            n = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for step in steps:
+                    run(step)
+            finally:
+                torch.set_num_threads(n)
+        return
+    workers = min(threads or torch.get_num_threads(), len(steps))
     if device.type != "cpu" or workers <= 1:
         for step in steps:
             run(step)

@@ -98,7 +98,9 @@ def _strided_values(engine: BankEngine, g, codes: torch.Tensor, w: int, step: in
         fwd[:, i0:i0 + n] = f.t()
         rev[:, i0:i0 + n] = r.t()
 
-    parallel_steps(run, range(0, nwin, per), engine.device)
+    # one thread: these steps are many small operations, and two threads side by side took 1.3x
+    # the wall time of one (and 1.8x its CPU time) on a 2-core machine, contending for the interpreter
+    parallel_steps(run, range(0, nwin, per), engine.device, threads=1)
     return fwd, rev
 
 

@@ -111,3 +111,16 @@ def test_cpu_threads_run_whole_steps_with_identical_scores(mixed):
         torch.set_num_threads(before)
     for a, s in zip(alone, shared):
         assert torch.equal(a, s)
+
+
+def test_one_thread_steps_run_in_order_on_one_thread_and_restore_the_count():
+    from dbtools.parallel import parallel_steps
+
+    seen = []
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        parallel_steps(lambda s: seen.append((s, torch.get_num_threads())), range(5), torch.device("cpu"), threads=1)
+        assert seen == [(s, 1) for s in range(5)] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -22,7 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.calibrate import Protocol, calibrate, final_models  # noqa: E402
+from dbtools.bank import save_bank  # noqa: E402
+from dbtools.calibrate import Protocol, calibrate, final_models, write_json  # noqa: E402
 from dbtools.datasets import read_dataset  # noqa: E402
 from dbtools.encode import encode_all  # noqa: E402
 from dbtools.evaluate import bank_scores  # noqa: E402
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--encode", type=Path, default=ENCODE)
+    ap.add_argument("--save", type=Path, help="write the calibration (JSON) and the final bank to this folder")
     args = ap.parse_args()
     device = torch.device(args.device)
     with open(args.encode / "paper_aucs.tsv") as fh:
@@ -61,6 +63,10 @@ def main() -> None:
     t_cal = time.perf_counter() - t
     bank = final_models(doc, device)
     wall = time.perf_counter() - t
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        write_json(doc, args.save / f"calibration_{args.protocol}.json")
+        save_bank(bank, args.save / f"final_{args.protocol}.bank")
     n_models = len(specs) * (args.trials * args.folds + args.final_trials)
     print(f"protocol ({args.protocol}): {len(specs)} proteins x ({args.trials} trials x {args.folds} folds + "
           f"{args.final_trials} final) = {n_models} models, {args.max_steps} steps; calibration {t_cal:.0f} s, "

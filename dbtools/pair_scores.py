@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .forward import BankEngine
+from .forward import BankEngine, row_max
 from .parallel import parallel_steps
 from .score import ScoreOptions
 
@@ -50,7 +50,7 @@ def _window_scores(engine: BankEngine, g, codes: torch.Tensor, w: int, p0: int, 
 
 
 def _reduce(scores: torch.Tensor, average: bool) -> torch.Tensor:
-    return scores.sum(1) if average else scores.amax(1)
+    return scores.sum(1) if average else row_max(scores)
 
 
 def _combine(a: torch.Tensor, b: torch.Tensor, average: bool) -> torch.Tensor:

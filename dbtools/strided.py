@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .encode import N, kmer_index, one_hot
-from .forward import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum
+from .forward import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum, row_max
 
 STRIDED_MIN_STEP = 4  # below this the stride-1 path (shared edge work) is faster
 _PARTIAL = 3  # a partial block has at most _BLOCK - 1 rows: a 3-mer table
@@ -172,28 +172,16 @@ class StridedWindows:
                 # 0..j-1 at s are D[0] - D[j] (both at s; rows b - 1 - r ascending)
                 c = cut[:, (nl + j) * b:(nl + j + 1) * b]
                 c.add_(view(D[0], b + w - b * j - (b - 1), b)).sub_(view(D[j], b + w - (b - 1), b))
-            cut_max = _row_max(cut)
+            cut_max = row_max(cut)
             cut_sum = cut.clamp_(min=0).sum(1) if total is not None else None
             conv = D[0].clamp_(min=0)  # the interior: filters p .. p + w - m
-            _strided_reduce(conv, b, S, nw, inner, mx, _row_max, _sliding_max)
+            _strided_reduce(conv, b, S, nw, inner, mx, row_max, _sliding_max)
             torch.maximum(mx, cut_max, out=mx)
             if total is not None:
                 _strided_reduce(conv, b, S, nw, inner, total, _row_sum, _sliding_sum)
                 total.add_(cut_sum).div_(w + m - 1)
             del D
         return pooled
-
-
-def _row_max(t: torch.Tensor) -> torch.Tensor:
-    """t.amax(1) for [n, rows, width]. torch's amax over a middle dimension is 3-13x slower when
-    the width is not a multiple of 32 (measured: width 16, 28, 44); pairwise maxima are then faster."""
-    if t.shape[2] % 32 == 0:
-        return t.amax(1)
-    while t.shape[1] > 1:
-        n = t.shape[1]
-        h = (n + 1) // 2  # halves overlap by one row when n is odd: harmless for a max
-        t = torch.maximum(t[:, :h], t[:, n - h:])
-    return t[:, 0]
 
 
 def _row_sum(t: torch.Tensor) -> torch.Tensor:
@@ -203,7 +191,7 @@ def _row_sum(t: torch.Tensor) -> torch.Tensor:
 def _strided_reduce(conv: torch.Tensor, offset: int, S: int, nw: int, n: int, out: torch.Tensor,
                     reduce, sliding) -> None:
     """out[i] = reduce(conv[offset + S*i : offset + S*i + n]) over rows, for i < nw: `reduce`
-    is _row_max or _row_sum (over dim 1), `sliding` the matching sliding max or sum."""
+    is row_max or _row_sum (over dim 1), `sliding` the matching sliding max or sum."""
     fw = conv.shape[1]
     base = conv.storage_offset() + offset * fw
     whole, rest = divmod(n, S)
@@ -214,7 +202,7 @@ def _strided_reduce(conv: torch.Tensor, offset: int, S: int, nw: int, n: int, ou
     sliding(blocks, whole, out, dim=0)
     if rest:
         tail = reduce(conv.as_strided((nw, rest, fw), (S * fw, fw, 1), base + whole * S * fw))
-        if reduce is _row_max:
+        if reduce is row_max:
             torch.maximum(out, tail, out=out)
         else:
             out.add_(tail)

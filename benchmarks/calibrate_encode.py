@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=Protocol.folds)
     ap.add_argument("--final-trials", type=int, default=Protocol.final_trials)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--detector-lens", default=",".join(map(str, Protocol.detector_lens)),
+                    help="detector lengths shared out among the trials, e.g. 10,16 (default: the protocol's)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--encode", type=Path, default=ENCODE)
     ap.add_argument("--save", type=Path, help="write the calibration (JSON) and the final bank to this folder")
@@ -57,7 +59,8 @@ def main() -> None:
                        train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows=rows, hyper=Hyper())
              for r in paper]
     protocol = Protocol(trials=args.trials, folds=args.folds, final_trials=args.final_trials, steps=args.max_steps,
-                        checkpoint_every=args.checkpoint_every, seed=args.seed)
+                        checkpoint_every=args.checkpoint_every, seed=args.seed,
+                        detector_lens=tuple(int(v) for v in args.detector_lens.split(",") if v))
     t = time.perf_counter()
     doc = calibrate(specs, DataOptions(), protocol, device)
     t_cal = time.perf_counter() - t

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dbtools.calibrate import Protocol, calibrate_to_files
 from dbtools.device import resolve_device
+from dbtools.errors import UsageError
 from dbtools.interrupt import StopRequest
 from dbtools.train_bank import DataOptions, specs_from_args
 from dbtools.trainer import Hyper
@@ -49,7 +50,10 @@ def calibrate(
     checkpoint_every: Annotated[Optional[int], typer.Option(
         "--checkpoint-every", help="Candidate step counts: validate every N steps [250].")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
-    detector_len: Annotated[int, typer.Option("--detector-len", min=2)] = Hyper.detector_len,
+    detector_len: Annotated[str, typer.Option(
+        "--detector-len", help="Detector length, or comma-separated lengths shared out among the trials "
+                               "(each length gets trials with and without the hidden layer; the CV "
+                               "chooses) [10,16].")] = ",".join(map(str, Protocol.detector_lens)),
     pooling: Annotated[Optional[str], typer.Option(
         "--pooling", help="max|maxavg (default: max for classification, maxavg for regression).")] = None,
     quick: Annotated[bool, typer.Option(
@@ -70,11 +74,15 @@ def calibrate(
 
     Example: dbtools calibrate encode/GABPA_AC.seq.gz --rows 1:500 -o gabpa.json --bank-out gabpa.bank
     """
-    base = Hyper(detector_len=detector_len)
+    try:
+        lengths = tuple(int(x) for x in detector_len.split(","))
+    except ValueError:
+        raise UsageError(f"--detector-len {detector_len}: expected lengths of at least 2, comma-separated") from None
+    base = Hyper(detector_len=lengths[0])
     specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows)
     given = {k: v for k, v in (("trials", trials), ("folds", folds), ("final_trials", final_trials),
                                 ("steps", max_steps), ("checkpoint_every", checkpoint_every)) if v is not None}
-    common = dict(batch_size=batch_size, seed=seed, pooling=pooling)
+    common = dict(batch_size=batch_size, seed=seed, pooling=pooling, detector_lens=lengths)
     protocol = Protocol.quick(**given, **common) if quick else Protocol(**given, **common)
     plots = None if no_plots else (plot_dir or output.with_name(output.name.removesuffix(".json") + "_plots"))
     with steps_bar() as advance, StopRequest().installed() as stop:

@@ -137,11 +137,10 @@ class StridedWindows:
         if z > a:
             seg[a - lo:z - lo] = codes[a:z]
         kmer = kmer_index(seg, b)
-        x = one_hot(seg)  # [need, 4]
         starts = b + S * torch.arange(nw, device=dev)
         three = torch.arange(_PARTIAL, device=dev)
-        at_p = x[starts[:, None] + three].reshape(nw, -1)  # the window's first 3 bases, one-hot [nw, 12]
-        at_end = x[starts[:, None] + (w - _PARTIAL) + three].reshape(nw, -1)  # its last 3 bases
+        at_p = one_hot(seg[starts[:, None] + three]).reshape(nw, -1)  # the window's first 3 bases [nw, 12]
+        at_end = one_hot(seg[starts[:, None] + (w - _PARTIAL) + three]).reshape(nw, -1)  # its last 3 bases
         k = 2 if g.avg else 1
         pooled = torch.empty(nw, k * F + 1, device=dev)
         pooled[:, -1] = 0
@@ -160,20 +159,19 @@ class StridedWindows:
 
             mx = pooled[:, c0:c0 + fw]
             total = pooled[:, F + c0:F + c0 + fw] if g.avg else None
-            # every cut value of every window: [nw, (nl + jr + 1) * b, fw], left cuts then right cuts
-            cut = torch.empty(nw, (nl + jr + 1) * b, fw, device=dev)
+            # every cut value of every window: left cuts [nw, nl * b, fw], right cuts [nw, (jr + 1) * b, fw]
             ml, bl = part.left[chunk]
-            cut[:, :nl * b] = torch.addmm(bl, at_p, ml).view(nw, nl * b, fw)  # the const is in the bias
+            left = torch.addmm(bl, at_p, ml).view(nw, nl * b, fw)  # the constant is in the bias
             for j in range(1, nl):  # cut k = bj - r reads D[j] at filter start p - k: row p - lo + r
-                cut[:, (j - 1) * b:j * b].add_(view(D[j], b, b))
+                left[:, (j - 1) * b:j * b].add_(view(D[j], b, b))
             mr, br = part.right[chunk]
-            cut[:, nl * b:] = torch.addmm(br, at_end, mr).view(nw, (jr + 1) * b, fw)  # r reversed
+            right = torch.addmm(br, at_end, mr).view(nw, (jr + 1) * b, fw)  # r reversed
             for j in range(1, jr + 1):  # l = bj + r rows kept, filter start s = p + w - bj - r: blocks
                 # 0..j-1 at s are D[0] - D[j] (both at s; rows b - 1 - r ascending)
-                c = cut[:, (nl + j) * b:(nl + j + 1) * b]
+                c = right[:, j * b:(j + 1) * b]
                 c.add_(view(D[0], b + w - b * j - (b - 1), b)).sub_(view(D[j], b + w - (b - 1), b))
-            cut_max = row_max(cut)
-            cut_sum = cut.clamp_(min=0).sum(1) if total is not None else None
+            cut_max = torch.maximum(row_max(left), row_max(right))
+            cut_sum = left.clamp_(min=0).sum(1) + right.clamp_(min=0).sum(1) if total is not None else None
             conv = D[0].clamp_(min=0)  # the interior: filters p .. p + w - m
             _strided_reduce(conv, b, S, nw, inner, mx, row_max, _sliding_max)
             torch.maximum(mx, cut_max, out=mx)

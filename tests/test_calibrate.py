@@ -22,7 +22,7 @@ from test_resume import StopAfter
 from test_train_cli import planted
 
 CPU = torch.device("cpu")
-SMALL = dict(trials=4, folds=2, final_trials=2, steps=40, checkpoint_every=20, batch_size=16, seed=4)
+SMALL = dict(trials=4, folds=2, final_trials=2, steps=40, checkpoint_every=20, batch_size=16, seed=4, detector_lens=(8,))
 
 
 def test_trials_are_drawn_from_the_published_ranges():
@@ -38,6 +38,15 @@ def test_trials_are_drawn_from_the_published_ranges():
     free = sample_trials(400, np.random.default_rng(1), Hyper(), {})
     share = np.mean([t.dropout == 0 for t in free])
     assert 0.4 < share < 0.6 and {t.dropout for t in free} == {0.0, 0.25, 0.5}
+
+
+def test_detector_lengths_are_shared_out_among_the_trials():
+    trials = sample_trials(8, np.random.default_rng(0), Hyper(), {}, (10, 16))
+    assert [(t.detector_len, t.num_hidden) for t in trials[:4]] == [(10, 0), (10, 32), (16, 0), (16, 32)]
+    plain = sample_trials(8, np.random.default_rng(0), Hyper(), {})
+    assert [t.learning_rate for t in trials] == [t.learning_rate for t in plain]  # the same draws otherwise
+    fixed = sample_trials(4, np.random.default_rng(0), Hyper(), {"detector_len": 12}, (10, 16))
+    assert {t.detector_len for t in fixed} == {12}  # a spec that sets the length keeps it
 
 
 def specs(tmp_path, n=(160, 140)):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from dbtools.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
 from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
-from dbtools.trainer import GroupData, GroupParams, evaluate_group, train_group  # noqa: E402
+from dbtools.trainer import GroupData, GroupParams, evaluate_group, group_key, train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 
@@ -60,20 +60,28 @@ def main() -> None:
         specs = [ModelSpec(id=p.name.split(".")[0], train=str(p), rows="1:500") for p in paths[:n]]
         proteins = prepare_proteins(specs, DataOptions(), protocol)
         tasks, vals, _ = trial_tasks(proteins, protocol)
-        finals = [t for t in tasks[:protocol.final_trials]]  # same shapes as final models (all data ~ a fold more)
+        groups: dict[tuple, list[int]] = {}  # the batched runs: one per detector length and pooling
+        for i, t in enumerate(tasks):
+            groups.setdefault(group_key(t.hyper), []).append(i)
+        finals = [tasks[i] for i in next(iter(groups.values()))[:protocol.final_trials]]  # a final model's shape
         models = len(tasks) + n * protocol.final_trials
         train_group(tasks[:2], None, 2, 2, device)  # warm-up
-        t_steps = timed(lambda: train_group(tasks, None, S, S, device), device)
-        params = GroupParams(tasks, device)
-        val = GroupData(vals, params.m, device)
-        cls = torch.tensor([t.classification for t in tasks], device=device)
-        t_val = timed(lambda: evaluate_group(params, val, cls), device)
+        t_steps = t_val = 0.0
+        for members in groups.values():
+            run = [tasks[i] for i in members]
+            t_steps += timed(lambda: train_group(run, None, S, S, device), device)
+            params = GroupParams(run, device)
+            val = GroupData([vals[i] for i in members], params.m, device)
+            cls = torch.tensor([t.classification for t in run], device=device)
+            t_val += timed(lambda: evaluate_group(params, val, cls), device)
         t_final = timed(lambda: train_group(finals * n, None, S, S, device), device)
         batched = (t_steps + t_final) * args.max_steps / S + t_val * n_checkpoints
         k = min(args.serial_sample, len(tasks))
-        one = [timed(lambda t=t: train_group([t], None, S, S, device), device) for t in tasks[:k]]
-        one_val = timed(lambda: evaluate_group(GroupParams(tasks[:1], device), GroupData(vals[:1], params.m, device),
-                                               cls[:1]), device)
+        sample = [tasks[i] for i in range(0, len(tasks), max(1, len(tasks) // k))][:k]  # both lengths
+        one = [timed(lambda t=t: train_group([t], None, S, S, device), device) for t in sample]
+        first = GroupParams(tasks[:1], device)
+        one_val = timed(lambda: evaluate_group(first, GroupData(vals[:1], first.m, device),
+                                               torch.tensor([tasks[0].classification])), device)
         serial = models * (sum(one) / k * args.max_steps / S + one_val * n_checkpoints)
         print(f"{n} protein(s), {models} models: batched {batched:8.0f} s ({batched / 60:.1f} min), one at a time "
               f"{serial:8.0f} s ({serial / 3600:.1f} h); speed-up {serial / batched:5.1f}x")

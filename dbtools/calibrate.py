@@ -30,8 +30,8 @@ from .bank import Architecture, Bank, Model, ModelInfo, save_bank
 from .checkpoints import Checkpoints, fingerprint
 from .errors import DbtoolsError, UsageError
 from .interrupt import Interrupted
-from .datasets import balance_weights, cap_negatives, split_by_origin
-from .train_bank import VALIDATION_SHUFFLES, DataOptions, ModelSpec, RunOptions, prepare
+from .datasets import balance_weights, split_by_origin
+from .train_bank import DataOptions, ModelSpec, RunOptions, prepare, validation_set
 from .trainer import DETECTORS, Hyper, Stopped, Task, group_key, train_group
 
 CALIBRATION_FORMAT = "dbtools-calibration"
@@ -205,7 +205,7 @@ def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task
     """Every (protein, trial, fold) model: its task, its validation fold, and an index.
 
     A fold's training and validation lists are built once and shared by all its trials (the
-    trainer stores a shared set once). Validation keeps VALIDATION_SHUFFLES negatives per peak.
+    trainer stores a shared set once). Validation folds are `validation_set`s.
     """
     tasks, vals, index = [], [], {}
     for i, p in enumerate(proteins):
@@ -214,10 +214,9 @@ def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task
         folds = []
         for rows in p.folds:
             train_rows = np.setdiff1d(np.arange(len(codes)), rows)
-            held = cap_negatives(rows, y, origin, VALIDATION_SHUFFLES) if cls else rows
             folds.append(([codes[j] for j in train_rows], y[train_rows],
                           balance_weights(y[train_rows], origin[train_rows]) if cls else None,
-                          ([codes[j] for j in held], y[held], balance_weights(y[held], origin[held]))))
+                          validation_set(codes, y, origin, rows)))
         for t, hyper in enumerate(p.trials):
             for k, (train, ty, weights, val) in enumerate(folds):
                 index[i, t, k] = len(tasks)

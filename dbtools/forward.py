@@ -189,6 +189,19 @@ def row_max(t: torch.Tensor) -> torch.Tensor:
     return t[:, 0]
 
 
+def block_sums(tables: list[torch.Tensor], kmer: torch.Tensor, const: torch.Tensor, first: int,
+               shift: int) -> list[torch.Tensor]:
+    """Suffix sums of a filter's blocks: out[beta][q] = const + sum over t >= beta of
+    tables[t][kmer[q + (t - beta) * shift]], for q < first + beta * shift (one b-mer table row
+    per block; `shift` rows separate consecutive blocks)."""
+    out: list[torch.Tensor] = [None] * len(tables)
+    for beta in range(len(tables) - 1, -1, -1):
+        q = first + beta * shift
+        out[beta] = tables[beta].index_select(0, kmer[:q])
+        out[beta].add_(const if beta == len(tables) - 1 else out[beta + 1][shift:shift + q])
+    return out
+
+
 def _reduce(acc: torch.Tensor | None, scores: torch.Tensor, average: bool) -> torch.Tensor:
     """Fold per-window scores [B, nw, G] into a running max or sum over windows."""
     part = scores.sum(1) if average else row_max(scores)
@@ -428,14 +441,7 @@ class BankEngine:
             const = cuts.const[c0:c0 + fw]
             # suffix block sums bl[beta][i] = C + blocks beta.. at filter start s = p0 - beta*b + i,
             # for s up to the last interior start p1-1+w-m (last block first)
-            bl = [None] * nl
-            for beta in range(nl - 1, -1, -1):
-                q = (nw + inner - 1 + beta * b) * B
-                bl[beta] = tab[beta].index_select(0, kmer[:q])
-                if beta == nl - 1:
-                    bl[beta].add_(const)
-                else:
-                    bl[beta].add_(bl[beta + 1][b * B:b * B + q])
+            bl = block_sums(tab, kmer, const, (nw + inner - 1) * B, b * B)
             # interior: full responses at filter starts p0 .. p1-1+w-m, slid over inner positions
             conv = bl[0].clamp_(min=0).view(nw + inner - 1, B, fw)
             _sliding_max(conv, inner, acc[:, c0:c0 + fw].view(nw, B, fw), dim=0)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .encode import N, kmer_index, one_hot
-from .forward import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum, row_max
+from .forward import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum, block_sums, row_max
 
 STRIDED_MIN_STEP = 4  # below this the stride-1 path (shared edge work) is faster
 _PARTIAL = 3  # a partial block has at most _BLOCK - 1 rows: a 3-mer table
@@ -148,11 +148,7 @@ class StridedWindows:
         for chunk, c0 in enumerate(range(0, F, cuts.width)):
             fw = min(F, c0 + cuts.width) - c0
             tab, const = cuts.tables[chunk], cuts.const[c0:c0 + fw]
-            D = [None] * nl  # D[beta] has Q + beta * b rows
-            for beta in range(nl - 1, -1, -1):
-                rows = Q + beta * b
-                D[beta] = tab[beta].index_select(0, kmer[:rows])
-                D[beta].add_(const if beta == nl - 1 else D[beta + 1][b:b + rows])
+            D = block_sums(tab, kmer, const, Q, b)  # D[beta] has Q + beta * b rows
 
             def view(t: torch.Tensor, offset: int, n: int) -> torch.Tensor:  # [nw, n, fw]: rows offset + S*i + r
                 return t.as_strided((nw, n, fw), (S * fw, fw, 1), t.storage_offset() + offset * fw)

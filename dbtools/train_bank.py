@@ -216,10 +216,9 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
         held, kept = _hold_out(origin, n_val, np.random.default_rng([seed, 7]))
         if len(kept) < 2:
             raise DbtoolsError(f"{spec.train}: too few rows ({len(codes)}) to hold out validation data")
-        held = cap_negatives(held, y, origin, VALIDATION_SHUFFLES)
-        val = ([codes[i] for i in held], y[held], balance_weights(y[held], origin[held]))
+        val = validation_set(codes, y, origin, held)
         codes, y, origin = [codes[i] for i in kept], y[kept], origin[kept]
-        sources.append({"validation": f"held out {len(held)} rows", "fraction": run.val_fraction})
+        sources.append({"validation": f"held out {len(val[0])} rows", "fraction": run.val_fraction})
     else:
         val = None
     classification = ds.task == "classification"
@@ -231,6 +230,15 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
     weights = balance_weights(y, origin) if classification else None
     return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, hyper, seed, weights=weights),
                      val, sources, transform, lengths.pop() if len(lengths) == 1 else None, origin)
+
+
+def validation_set(codes: list[np.ndarray], y: np.ndarray, origin: np.ndarray,
+                   rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Held-out `rows` as (codes, targets, weights): each peak with its first VALIDATION_SHUFFLES
+    shuffles, weighted to balance them (`balance_weights`); rows made from no other row (regression,
+    given negatives) are all kept."""
+    rows = cap_negatives(rows, y, origin, VALIDATION_SHUFFLES)
+    return [codes[i] for i in rows], y[rows], balance_weights(y[rows], origin[rows])
 
 
 def _hold_out(origin: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ def evaluate(
     """Metrics of every selected model on every DATA file (AUC/AUPRC or Pearson/Spearman); TSV on stdout.
 
     Sequences are scored as `dbtools score` scores them (same --window-size/--average);
-    positives-only files get dinucleotide-shuffled negatives (--seed).
+    positives-only files get one dinucleotide shuffle per positive as negatives (--seed).
 
     Example: dbtools evaluate encode/GABPA_B.seq.gz --bank gabpa.bank
     """

@@ -40,14 +40,15 @@ def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: li
     """Score every data file with every selected model and write one TSV row per pair.
 
     Models that record a training sequence length are scored on windows of that length
-    unless `options.window_size` is set. Classification data gets AUC and AUPRC (positives-only files get dinucleotide-shuffled
-    negatives with `seed`); regression data gets Pearson and Spearman correlations.
+    unless `options.window_size` is set. Classification data gets AUC and AUPRC (positives-only
+    files get one dinucleotide shuffle per positive as negatives, with `seed`, as the paper's
+    test sets have); regression data gets Pearson and Spearman correlations.
     """
     selected = open_selected(bank, models)
     out.write("\t".join(COLUMNS) + "\n")
     results = []
     for path in data_paths:
-        ds = read_dataset(path, fmt=fmt, rows=rows, seed=seed)
+        ds = read_dataset(path, fmt=fmt, rows=rows, seed=seed, shuffles=1)
         codes = encode_all(ds.sequences, path)
         scores = bank_scores(selected, codes, options, device)
         for j, model in enumerate(selected.models):

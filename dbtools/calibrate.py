@@ -123,7 +123,7 @@ def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protoc
     proteins = []
     for i, spec in enumerate(specs):
         p = prepare(spec, data, run, i)
-        n = len(np.unique(p.origin))  # the examples given: a peak and its shuffles count once
+        n = len(p.task.codes)
         if n < protocol.folds * protocol.batch_size:
             raise DbtoolsError(f"{spec.train}: {n} examples are fewer than folds x batch size "
                                f"({protocol.folds} x {protocol.batch_size}); give more data or lower "

@@ -152,10 +152,3 @@ def test_folds_keep_each_peak_with_its_shuffles(tmp_path):
     codes, targets, weights = vals[index[0, 0, 1]]
     assert set(weights[targets == 1]) == {5.0} and (targets == 0).sum() == 5 * (targets == 1).sum()
 
-
-def test_shuffles_do_not_count_as_examples(tmp_path):
-    fa = tmp_path / "two.fa"
-    fa.write_text(">a\nACGTACGTTTGACCATGACA\n>b\nTTGACCAGTACGATCGATGG\n")  # 2 peaks, 200 shuffles
-    spec = ModelSpec(id="two", train=str(fa), protein="T", hyper=Hyper(detector_len=8))
-    with pytest.raises(DbtoolsError, match=r"2 examples are fewer than folds x batch size"):
-        cal.prepare_proteins([spec], DataOptions(), Protocol(**SMALL))

@@ -336,10 +336,12 @@ class BankEngine:
         f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
         return f.t().reshape(B, nw, -1), r.t().reshape(B, nw, -1)
 
-    def scores_from_pooled(self, g: _Group, pooled: torch.Tensor):
+    def scores_from_pooled(self, g: _Group, pooled: torch.Tensor, features: torch.Tensor | None = None):
         """Forward-strand [G, R] and reverse-strand [Grc, R] scores from pooled features
-        [k * F + 1, R] (the live columns in the cut order, then a zero column)."""
-        feats = pooled.index_select(0, g.features).view(g.n_columns // g.num_detectors, -1, pooled.shape[1])
+        [k * F + 1, R] (the live columns in the cut order, then a zero column); `features`
+        (default g.features) picks each dense input's row."""
+        rows = g.features if features is None else features
+        feats = pooled.index_select(0, rows).view(g.n_columns // g.num_detectors, -1, pooled.shape[1])
         return self._heads(g, feats)
 
     def _conv(self, g: _Group, window_codes: torch.Tensor) -> torch.Tensor:

@@ -54,12 +54,16 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
         return values, rc_won
     span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
-    for g in engine.groups:
-        w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
-        if w == window and w >= g.m and step >= STRIDED_MIN_STEP:  # whole windows, few of them: each on its own
-            fwd, rev = _strided_values(engine, g, x[0], w, step, nwin, batch_windows)
+    # whole windows, few of them: each on its own (groups of one shape side by side)
+    strided = [g for g in engine.groups if step >= STRIDED_MIN_STEP and window >= g.m
+               and min(scoring.window_size or int(1.5 * g.m), window) == window]
+    if strided:
+        for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)
+    for g in engine.groups:
+        if any(g is s for s in strided):
             continue
+        w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
         n_score = span + window - w  # scoring windows of length w inside the kept genomic windows
         wc, _ = engine._steps(g, 1, w, n_score)
         if batch_windows:
@@ -82,26 +86,29 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     return values, rc_won
 
 
-def _strided_values(engine: BankEngine, g, codes: torch.Tensor, w: int, step: int, nwin: int,
-                    batch_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole-window scores of windows every `step` bp: strands [G, nwin] and [Grc, nwin]."""
+def _strided_values(engine: BankEngine, groups: list, codes: torch.Tensor, w: int, step: int, nwin: int,
+                    batch_windows: int | None) -> list[tuple]:
+    """Whole-window scores of windows every `step` bp: per group, (g, strands [G, nwin] and [Grc, nwin])."""
     strided = strided_windows(engine)
-    per = strided.windows_per_step(g, w, step)
-    if batch_windows:
-        per = min(per, batch_windows)
-    fwd = torch.empty(g.size, nwin, device=engine.device)
-    rev = torch.empty(int(g.rc_local.numel()), nwin, device=engine.device)
+    out = []
+    for unit in strided.units(groups):
+        per = strided.windows_per_step(unit[1], w, step)
+        if batch_windows:
+            per = min(per, batch_windows)
+        mine = [(g, torch.empty(g.size, nwin, device=engine.device),
+                 torch.empty(int(g.rc_local.numel()), nwin, device=engine.device)) for g in unit[0]]
 
-    def run(i0: int) -> None:
-        n = min(nwin, i0 + per) - i0
-        f, r = strided.scores(g, codes, w, step, i0 * step, n)
-        fwd[:, i0:i0 + n] = f.t()
-        rev[:, i0:i0 + n] = r.t()
+        def run(i0: int) -> None:  # called within this iteration: the loop's names are current
+            n = min(nwin, i0 + per) - i0
+            for (_, fwd, rev), (f, r) in zip(mine, strided.scores(unit, codes, w, step, i0 * step, n)):
+                fwd[:, i0:i0 + n] = f
+                rev[:, i0:i0 + n] = r
 
-    # one thread: these steps are many small operations, and two threads side by side took 1.3x
-    # the wall time of one (and 1.8x its CPU time) on a 2-core machine, contending for the interpreter
-    parallel_steps(run, range(0, nwin, per), engine.device, threads=1)
-    return fwd, rev
+        # one thread: these steps are many small operations, and two threads side by side took 1.3x
+        # the wall time of one (and 1.8x its CPU time) on a 2-core machine, contending for the interpreter
+        parallel_steps(run, range(0, nwin, per), engine.device, threads=1)
+        out.extend(mine)
+    return out
 
 
 def _store(g, fwd: torch.Tensor, rev: torch.Tensor, values: np.ndarray, rc_won: np.ndarray) -> None:

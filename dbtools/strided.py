@@ -89,6 +89,39 @@ def _partials(g: _Group) -> _Partials:
     return _Partials(left, right)
 
 
+@dataclass
+class _Columns:
+    """Detector columns scored together: one group's, or those of several groups that share the
+    detector length and pooling (fewer, wider operations: 15 groups of 16-44 columns each cost
+    far more in per-operation overhead than their arithmetic)."""
+
+    m: int
+    avg: bool
+    nb: int
+    width: int
+    const: torch.Tensor  # [F]
+    tables: list[list[torch.Tensor]]  # per column chunk, per block: [5**b, fw]
+    partials: _Partials
+
+
+def _merged(groups: list[_Group], partials: list[_Partials]) -> _Columns:
+    """The columns of single-chunk groups of one detector length and pooling, side by side."""
+    g0, b = groups[0], _BLOCK
+    nl, jr = g0.cuts.nb, (g0.m - 1) // b
+
+    def side(maps: list[tuple[torch.Tensor, torch.Tensor]], slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mats = [mat.view(4 * _PARTIAL, slots, -1) for mat, _ in maps]
+        biases = [bias.view(slots, -1) for _, bias in maps]
+        return torch.cat(mats, 2).reshape(4 * _PARTIAL, -1), torch.cat(biases, 1).reshape(-1)
+
+    left = side([p.left[0] for p in partials], nl * b)
+    right = side([p.right[0] for p in partials], (jr + 1) * b)
+    tables = [torch.cat([g.cuts.tables[0][beta] for g in groups], 1) for beta in range(nl)]
+    const = torch.cat([g.cuts.const for g in groups])
+    return _Columns(g0.m, g0.avg, nl, max(const.numel(), g0.cuts.width), const, [tables],
+                    _Partials([left], [right]))
+
+
 _ENGINES: "weakref.WeakKeyDictionary[BankEngine, StridedWindows]" = weakref.WeakKeyDictionary()
 
 
@@ -105,6 +138,7 @@ class StridedWindows:
     def __init__(self, engine: BankEngine):
         self.engine = engine
         self._partials: dict[int, _Partials] = {}
+        self._units: dict[tuple, list] = {}
 
     def partials(self, g: _Group) -> _Partials:
         key = id(g)
@@ -112,24 +146,73 @@ class StridedWindows:
             self._partials[key] = _partials(g)
         return self._partials[key]
 
-    def windows_per_step(self, g: _Group, w: int, step: int) -> int:
+    def units(self, groups: list[_Group]) -> list[tuple[list[_Group], _Columns, list[torch.Tensor]]]:
+        """`groups` packed into units scored together: groups of one detector length and pooling,
+        each within one column chunk, side by side up to a chunk's width (on a GPU, all of them).
+        Per unit: its groups, their columns, and for each group the rows of the unit's pooled
+        features [k * F_unit + 1] that make its own (`_Group.features` composed)."""
+        key = tuple(id(g) for g in groups)
+        if key in self._units:
+            return self._units[key]
+        by_shape: dict[tuple, list[_Group]] = {}
+        for g in groups:
+            by_shape.setdefault((g.m, g.avg), []).append(g)
+        packs: list[list[_Group]] = []
+        for same in by_shape.values():
+            current, cols = [], 0
+            for g in same:
+                F = g.cuts.const.numel()
+                single = len(g.cuts.tables) == 1
+                cap = g.cuts.width if g.cuts.const.device.type == "cpu" else float("inf")
+                if not single:
+                    packs.append([g])
+                    continue
+                if current and cols + F > cap:
+                    packs.append(current)
+                    current, cols = [], 0
+                current.append(g)
+                cols += F
+            if current:
+                packs.append(current)
+        out = []
+        for pack in packs:
+            if len(pack) == 1:
+                g = pack[0]
+                cols = _Columns(g.m, g.avg, g.cuts.nb, g.cuts.width, g.cuts.const, g.cuts.tables, self.partials(g))
+                out.append((pack, cols, [g.features]))
+                continue
+            cols = _merged(pack, [self.partials(g) for g in pack])
+            F_unit, k = cols.const.numel(), 2 if cols.avg else 1
+            rows, a = [], 0
+            for g in pack:
+                F = g.cuts.const.numel()
+                own = torch.cat([torch.arange(a + t * F_unit, a + t * F_unit + F) for t in range(k)]
+                                + [torch.tensor([k * F_unit])]).to(g.features.device)
+                rows.append(own[g.features])
+                a += F
+            out.append((pack, cols, rows))
+        self._units[key] = out
+        return out
+
+    def windows_per_step(self, cols: _Columns, w: int, step: int) -> int:
         """Windows per call of `scores` that keep its block sums about cache-sized."""
-        width = min(max(1, g.threshold.numel()), g.cuts.width)
-        positions = max(_STEP_FLOATS // (width * (g.cuts.nb + 1)), 4 * (w + g.m))
+        width = min(max(1, cols.const.numel()), cols.width)
+        positions = max(_STEP_FLOATS // (width * (cols.nb + 1)), 4 * (w + cols.m))
         return max(1, (positions - w) // step)
 
-    def scores(self, g: _Group, codes: torch.Tensor, w: int, step: int, first: int, count: int):
+    def scores(self, unit, codes: torch.Tensor, w: int, step: int, first: int, count: int):
         """Scores of the windows codes[first + step*i : ... + w], i < count, of one sequence
-        (codes [L], w >= m): forward strand [count, G] and reverse strand [count, Grc]."""
-        pooled = self.pooled(g, codes, w, step, first, count)
-        f, r = self.engine.scores_from_pooled(g, pooled.t().contiguous())
-        return f.t(), r.t()
+        (codes [L], w >= m), per group of the unit: forward strand [G, count] and reverse
+        strand [Grc, count]."""
+        groups, cols, rows = unit
+        pooled = self.pooled(cols, codes, w, step, first, count).t().contiguous()
+        return [self.engine.scores_from_pooled(g, pooled, features) for g, features in zip(groups, rows)]
 
-    def pooled(self, g: _Group, codes: torch.Tensor, w: int, step: int, first: int, count: int) -> torch.Tensor:
+    def pooled(self, cols: _Columns, codes: torch.Tensor, w: int, step: int, first: int, count: int) -> torch.Tensor:
         """[count, k * F + 1]: per window the max (then the mean) of every live detector column
         in the cut order, then a zero column; the layout of `BankEngine._pooled_cuts`."""
-        m, b, S, nw = g.m, _BLOCK, step, count
-        cuts, part = g.cuts, self.partials(g)
+        m, b, S, nw = cols.m, _BLOCK, step, count
+        cuts, part = cols, cols.partials
         F, nl, jr = cuts.const.numel(), cuts.nb, (m - 1) // b
         dev = codes.device
         lo = first - b  # row q of the block sums is the block starting at base lo + q
@@ -144,7 +227,7 @@ class StridedWindows:
         three = torch.arange(_PARTIAL, device=dev)
         at_p = one_hot(seg[starts[:, None] + three]).reshape(nw, -1)  # the window's first 3 bases [nw, 12]
         at_end = one_hot(seg[starts[:, None] + (w - _PARTIAL) + three]).reshape(nw, -1)  # its last 3 bases
-        k = 2 if g.avg else 1
+        k = 2 if cols.avg else 1
         pooled = torch.empty(nw, k * F + 1, device=dev)
         pooled[:, -1] = 0
         inner = w - m + 1
@@ -157,7 +240,7 @@ class StridedWindows:
                 return t.as_strided((nw, n, fw), (S * fw, fw, 1), t.storage_offset() + offset * fw)
 
             mx = pooled[:, c0:c0 + fw]
-            total = pooled[:, F + c0:F + c0 + fw] if g.avg else None
+            total = pooled[:, F + c0:F + c0 + fw] if cols.avg else None
             # every cut value of every window: left cuts [nw, nl * b, fw], right cuts [nw, (jr + 1) * b, fw]
             ml, bl = part.left[chunk]
             left = torch.addmm(bl, at_p, ml).view(nw, nl * b, fw)  # the constant is in the bias

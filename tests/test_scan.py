@@ -104,6 +104,29 @@ def test_strided_whole_windows_equal_their_scores(genome, mixed, window, step, a
     assert (rc_won == rc_whole[::step]).mean() > 0.99  # near-ties may break either way
 
 
+def test_strided_groups_of_one_shape_are_scored_side_by_side(genome, bank):
+    """Groups sharing the detector length and pooling (here: with and without the hidden layer,
+    one or both strands) are one unit of the strided path; each keeps its own scores."""
+    from dbtools.strided import strided_windows
+
+    by_shape: dict = {}
+    for i, m in enumerate(bank.models):
+        a = m.info.arch
+        by_shape.setdefault((a.detector_len, a.avg_pooling), {}).setdefault((a.num_hidden, a.reverse_complement), i)
+    # a length with max+avg pooling and several kinds of head
+    shape, picks = max(by_shape.items(), key=lambda kv: (len(kv[1]) >= 2 and kv[0][1], len(kv[1])))
+    assert len(picks) >= 2 and shape[1]
+    sub = bank.subset(sorted(picks.values()))
+    engine = BankEngine(sub, "cpu")
+    assert len(engine.groups) >= 2
+    units = strided_windows(engine).units(engine.groups)
+    assert len(units) == 1 and len(units[0][0]) == len(engine.groups)
+    codes = encode(genome.fetch("20", 5_000_000, 5_001_200))
+    for opts in (ScoreOptions(window_size=101), ScoreOptions(window_size=101, average=True)):
+        values, _ = window_values(engine, codes, 101, 9, opts, batch_windows=7)
+        np.testing.assert_allclose(values, direct(engine, codes, 101, 9, opts), atol=1e-4, rtol=0)
+
+
 def test_the_strand_that_won_is_reported(mixed, genome):
     sub, engine = mixed
     codes = encode(genome.fetch("20", 1_000_000, 1_000_300))

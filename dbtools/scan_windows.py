@@ -60,8 +60,9 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)
+    done = {id(g) for g in strided}
     for g in engine.groups:
-        if any(g is s for s in strided):
+        if id(g) in done:
             continue
         w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
         n_score = span + window - w  # scoring windows of length w inside the kept genomic windows

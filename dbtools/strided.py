@@ -212,8 +212,8 @@ class StridedWindows:
         """[count, k * F + 1]: per window the max (then the mean) of every live detector column
         in the cut order, then a zero column; the layout of `BankEngine._pooled_cuts`."""
         m, b, S, nw = cols.m, _BLOCK, step, count
-        cuts, part = cols, cols.partials
-        F, nl, jr = cuts.const.numel(), cuts.nb, (m - 1) // b
+        part = cols.partials
+        F, nl, jr = cols.const.numel(), cols.nb, (m - 1) // b
         dev = codes.device
         lo = first - b  # row q of the block sums is the block starting at base lo + q
         Q = S * (nw - 1) + w + 2 * b  # rows of D[0] read (right cuts reach filter start p + w - 1)
@@ -231,9 +231,9 @@ class StridedWindows:
         pooled = torch.empty(nw, k * F + 1, device=dev)
         pooled[:, -1] = 0
         inner = w - m + 1
-        for chunk, c0 in enumerate(range(0, F, cuts.width)):
-            fw = min(F, c0 + cuts.width) - c0
-            tab, const = cuts.tables[chunk], cuts.const[c0:c0 + fw]
+        for chunk, c0 in enumerate(range(0, F, cols.width)):
+            fw = min(F, c0 + cols.width) - c0
+            tab, const = cols.tables[chunk], cols.const[c0:c0 + fw]
             D = block_sums(tab, kmer, const, Q, b)  # D[beta] has Q + beta * b rows
 
             def view(t: torch.Tensor, offset: int, n: int) -> torch.Tensor:  # [nw, n, fw]: rows offset + S*i + r

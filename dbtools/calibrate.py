@@ -216,11 +216,12 @@ def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task
             train_rows = np.setdiff1d(np.arange(len(codes)), rows)
             folds.append(([codes[j] for j in train_rows], y[train_rows],
                           balance_weights(y[train_rows], origin[train_rows]) if cls else None,
-                          validation_set(codes, y, origin, rows)))
+                          origin[train_rows] if cls else None, validation_set(codes, y, origin, rows)))
         for t, hyper in enumerate(p.trials):
-            for k, (train, ty, weights, val) in enumerate(folds):
+            for k, (train, ty, weights, made_from, val) in enumerate(folds):
                 index[i, t, k] = len(tasks)
-                tasks.append(Task(train, ty, cls, hyper, seed=_model_seed(protocol.seed, i, t, k, 0), weights=weights))
+                tasks.append(Task(train, ty, cls, hyper, seed=_model_seed(protocol.seed, i, t, k, 0), weights=weights,
+                                  origin=made_from))
                 vals.append(val)
     return tasks, vals, index
 
@@ -302,7 +303,8 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
         everything = (p.task.codes, p.task.targets, p.task.weights)  # evaluated at the end: the training loss
         for f in range(protocol.final_trials):
             tasks.append(Task(p.task.codes, p.task.targets, p.task.classification, hyper,
-                              seed=_model_seed(protocol.seed, i, f, 0, 1), weights=p.task.weights))
+                              seed=_model_seed(protocol.seed, i, f, 0, 1), weights=p.task.weights,
+                              origin=p.task.origin))
             vals.append(everything)
             until.append(int(entry["choice"]["step"]))
             owner.append((i, f))

@@ -228,7 +228,9 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
     lengths = {len(c) for c in codes}
     hyper = spec.hyper.for_task(classification)
     weights = balance_weights(y, origin) if classification else None
-    return _Prepared(spec, Task(codes, apply_transform(y, transform), classification, hyper, seed, weights=weights),
+    task = Task(codes, apply_transform(y, transform), classification, hyper, seed, weights=weights,
+                origin=origin if classification else None)
+    return _Prepared(spec, task,
                      val, sources, transform, lengths.pop() if len(lengths) == 1 else None, origin)
 
 

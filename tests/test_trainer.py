@@ -159,3 +159,23 @@ def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_store
     loss, scores = evaluate_group(params, GroupData([(codes, y, weights)], 8, CPU), torch.tensor([True]))
     each = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(scores[0]), torch.tensor(y), reduction="none")
     assert loss[0] == pytest.approx(float((each * torch.tensor(weights)).sum() / 6), rel=1e-5)
+
+
+def test_shuffled_sets_are_drawn_as_peaks_paired_with_one_of_their_own_shuffles():
+    from dbtools.trainer import uniform
+
+    rng = np.random.default_rng(4)
+    codes = random_codes(rng, 9, (12,))
+    y = np.array([1, 0, 1, 0, 0, 0, 1, 0, 0], dtype=np.float32)
+    origin = np.array([0, 0, 2, 2, 2, 2, 6, 6, 0])  # peaks 0, 2 and 6 with 2, 3 and 1 shuffles
+    explicit = np.array([1, 0, 0, 0], dtype=np.float32)  # negatives of their own: not pairable
+    data = GroupData([(codes, y, None, origin), (codes[:4], explicit, None, np.arange(4))], 4, CPU)
+    rows = data.sample(uniform(torch.tensor([5, 6]), 1, 3, 6001)).numpy()
+    peaks, shuffles = rows[0, :3000], rows[0, 3000:6000]
+    assert (y[peaks] == 1).all() and (y[shuffles] == 0).all()
+    np.testing.assert_array_equal(origin[shuffles], origin[peaks])  # each peak beside its own shuffle
+    for p in (0, 2, 6):  # peaks equally often, and a peak's shuffles equally often
+        assert (peaks == p).mean() == pytest.approx(1 / 3, abs=0.03)
+    assert (shuffles == 8).sum() == pytest.approx((peaks == 0).sum() / 2, rel=0.15)
+    assert 0 <= rows[0, 6000] < 9  # an odd batch's last row: a weighted draw
+    assert rows[1].max() == 3 and (explicit[rows[1]] == 1).mean() == pytest.approx(0.25, abs=0.03)

@@ -8,7 +8,8 @@ is exactly what it would get alone: no cross-talk.
 
 As the original DeepBind: both strands are fed and the higher-scoring one carries the
 loss; logistic loss for classification, squared error for (standardised) regression targets;
-SGD with Nesterov momentum; L1 penalty on detector and fully connected weights (not biases);
+SGD with Nesterov momentum; L1 penalty on detector and fully connected weights (not biases),
+after the first L1_START steps (until then weights grow from their tiny initial scales unopposed);
 dropout on the pooled features; weights N(0, 1) x init scale, biases 0.
 """
 
@@ -23,6 +24,7 @@ from .encode import N, PAD, kmer_digits, kmer_index, one_hot
 from .parallel import parallel_steps
 
 DETECTORS = 16
+L1_START = 100  # the original's weight_decay_start: no L1 penalty in the first 100 steps
 
 
 @dataclass(frozen=True)
@@ -623,7 +625,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
         codes, pos, y = data.batch(rows)
         scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf))
         per_model = losses(scores, y, cls)
-        (per_model.sum() + params.penalty()).backward()
+        (per_model.sum() + (params.penalty() if step > L1_START else 0)).backward()
         params.step(None if budgets is None else budgets >= step)
         running += per_model.detach()
         since += 1

@@ -179,3 +179,15 @@ def test_shuffled_sets_are_drawn_as_peaks_paired_with_one_of_their_own_shuffles(
     assert (shuffles == 8).sum() == pytest.approx((peaks == 0).sum() / 2, rel=0.15)
     assert 0 <= rows[0, 6000] < 9  # an odd batch's last row: a weighted draw
     assert rows[1].max() == 3 and (explicit[rows[1]] == 1).mean() == pytest.approx(0.25, abs=0.03)
+
+
+def test_the_l1_penalty_starts_after_the_first_hundred_steps_as_in_the_original():
+    from dbtools.trainer import L1_START
+
+    base = Hyper(detector_len=8, num_hidden=0, init_conv=0.1, init_fc=0.1, l1_conv=0.0, l1_fc=0.0)
+    strong = Hyper(detector_len=8, num_hidden=0, init_conv=0.1, init_fc=0.1, l1_conv=1e-2, l1_fc=1e-2)
+    tasks = [make_task(9, (20,), h) for h in (base, strong)]
+    for steps, same in ((L1_START, True), (L1_START + 5, False)):
+        res = train_group(tasks, None, steps=steps, checkpoint_every=steps, device=CPU, batch_size=8)
+        a, b = res.params.model_arrays(0), res.params.model_arrays(1)
+        assert all(np.array_equal(a[k], b[k]) for k in a) == same

@@ -467,6 +467,7 @@ class GroupData:
         def cat(parts: list[np.ndarray]) -> torch.Tensor:
             return torch.from_numpy(np.concatenate(parts).astype(np.int64)) if parts else torch.zeros(1, dtype=torch.int64)
 
+        self.any_paired = any(paired[k] for k in of_model)  # a Python bool: no device sync per step
         self.paired = torch.tensor([paired[k] for k in of_model], dtype=torch.bool)
         self.pair_start = torch.from_numpy(start[of_model])
         self.pair_size = torch.from_numpy(np.maximum(size[of_model], 1))
@@ -480,7 +481,7 @@ class GroupData:
         rows = torch.searchsorted(self.cumulative, v, right=True) - self.start[:, None]
         rows = torch.minimum(rows.clamp_(min=0), self.sizes[:, None] - 1)
         h = u.shape[1] // 2
-        if not h or not bool(self.paired.any()):
+        if not h or not self.any_paired:
             return rows
         size = self.pair_size[:, None]
         i = self.pair_start[:, None] + torch.minimum((u[:, :h].double() * size).long(), size - 1)

@@ -20,6 +20,10 @@ RUN if [ "$TORCH" = "cpu" ]; then \
     elif [ "$TORCH" = "cuda" ]; then \
         pip install --no-cache-dir "torch==${TORCH_VERSION}"; \
     else echo "TORCH must be cpu or cuda" >&2; exit 1; fi
+# a C compiler: dbtools builds its fused CPU pooling kernel for the host CPU on first use
+# (without one it still runs, on the slower torch path)
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --create-home --uid 1000 dbtools

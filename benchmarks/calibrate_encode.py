@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--encode", type=Path, default=ENCODE)
     ap.add_argument("--save", type=Path, help="write the calibration (JSON) and the final bank to this folder")
+    ap.add_argument("--state", type=Path, help="keep resumable training state in this folder (saved at every "
+                    "checkpoint), so a long run can be continued with --resume")
+    ap.add_argument("--resume", action="store_true", help="continue from the state in --state")
     args = ap.parse_args()
     device = torch.device(args.device)
     with open(args.encode / "paper_aucs.tsv") as fh:
@@ -62,9 +65,13 @@ def main() -> None:
                         checkpoint_every=args.checkpoint_every, seed=args.seed,
                         detector_lens=tuple(int(v) for v in args.detector_lens.split(",") if v))
     t = time.perf_counter()
-    doc = calibrate(specs, DataOptions(), protocol, device)
+    if args.resume and args.state is None:
+        ap.error("--resume needs --state")
+    state = (lambda name: args.state / name) if args.state else (lambda name: None)
+    doc = calibrate(specs, DataOptions(), protocol, device, state_folder=state(f"calibration_{args.protocol}"),
+                    resume=args.resume)
     t_cal = time.perf_counter() - t
-    bank = final_models(doc, device)
+    bank = final_models(doc, device, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
     wall = time.perf_counter() - t
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import pooling_native
 from .bank import Bank
 from .encode import N, kmer_digits, kmer_index, one_hot
 from .parallel import parallel_steps
@@ -72,6 +73,8 @@ class _Group:
     b2: torch.Tensor | None  # [G]
     cuts: _Cuts
     features: torch.Tensor  # [n_columns * k] pooled column of each dense input (the zero column if dead)
+    feature_rows: torch.Tensor  # [k, F_live] dense input of each live column in the cut order (max, then avg)
+    dead_features: torch.Tensor  # dense inputs of dead columns (always 0)
 
     @property
     def size(self) -> int:
@@ -91,6 +94,7 @@ class _Cuts:
     width: int
     live_left: list[int]  # live_left[k]: columns alive at the left cut k (a prefix of the order)
     live_right: list[int]  # live_right[h]: columns alive at the right cut h
+    centred: torch.Tensor  # [m, 5, F_live] centred weights in this order (the N row 0), for the fused kernel
 
 
 def _build_cuts(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int) -> _Cuts:
@@ -127,7 +131,8 @@ def _build_cuts(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int
             for beta in range(nb)])
     return _Cuts(order=order, const=torch.as_tensor(const[order].astype(np.float32), device=device),
                  tables=tables, rows=rows, nb=nb, width=width,
-                 live_left=live(last_left), live_right=live(last_right))
+                 live_left=live(last_left), live_right=live(last_right),
+                 centred=torch.as_tensor(np.ascontiguousarray(padded[:m]).astype(np.float32), device=device))
 
 
 def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group:
@@ -173,6 +178,8 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
         w1=torch.as_tensor(w1, device=device), b1=torch.as_tensor(b1, device=device), w2=w2, b2=b2,
         cuts=cuts,
         features=torch.as_tensor(features.reshape(-1), device=device),
+        feature_rows=torch.as_tensor(np.stack([live[cuts.order] * k + t for t in range(k)])),
+        dead_features=torch.as_tensor(np.flatnonzero(features.reshape(-1) == k * F)),
     )
 
 
@@ -329,8 +336,12 @@ class BankEngine:
         """
         B, nw = codes.shape[0], p1 - p0
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
-            pooled = self._pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
-            f, r = self.scores_from_pooled(g, pooled)
+            if self._fused(g, codes):
+                feats = self._pooled_fused(g, codes, w, p0, p1)
+                f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
+            else:
+                pooled = self._pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
+                f, r = self.scores_from_pooled(g, pooled)
             return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
         mx, mean = self._pooled(g, codes, w, p0, p1)  # [B, nw, F]
         f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
@@ -526,6 +537,24 @@ class BankEngine:
         if total is not None:
             total.div_(w + m - 1)
         return pooled
+
+    @staticmethod
+    def _fused(g: _Group, codes: torch.Tensor) -> bool:
+        """Whether the fused CPU kernel computes this group's pooled features (else `_pooled_cuts`)."""
+        return (codes.device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
+                and pooling_native.library() is not None)
+
+    def _pooled_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int) -> torch.Tensor:
+        """The dense inputs [n_columns * k, nw * B] of windows p0..p1-1, pooled by the fused CPU
+        kernel (`pooling_native`): what `_pooled_cuts` and `g.features` give, in one pass."""
+        B, nw = codes.shape[0], p1 - p0
+        k = 2 if g.avg else 1
+        feats = torch.empty(g.n_columns * k, nw, B)
+        feats.index_fill_(0, g.dead_features, 0.0)
+        x = codes[:, p0:p1 + w - 1].clamp(max=N).to(torch.uint8)
+        pooling_native.pool_windows(x, w, g.cuts.centred, g.cuts.const, feats, g.feature_rows[0],
+                                    g.feature_rows[1] if g.avg else None, 1.0 / (w + g.m - 1))
+        return feats.view(g.n_columns * k, nw * B)
 
     def _dense(self, g: _Group, mx: torch.Tensor, mean: torch.Tensor | None, live: torch.Tensor):
         """Dense layers on pooled features [R, F_live] (columns `live` of the full list): [G, R], [Grc, R]."""

@@ -1,0 +1,121 @@
+"""The fused CPU pooling kernel (`pooling_kernel.c`): compiled on first use, loaded with ctypes.
+
+Windowed scoring on the CPU spends most of its time on edge cuts, 2(m-1) partial sums per
+base and detector. As torch operations each of them streams through memory; the kernel keeps
+them in registers. It is compiled once per machine with the system C compiler (`$CC`, else
+`cc`) into a cache folder (`$DBTOOLS_CACHE`, else `$XDG_CACHE_HOME/dbtools`, else
+`~/.cache/dbtools`). Without a working compiler, or with `DBTOOLS_NATIVE=0`, `library()` is
+None and the engine keeps its torch path (same values, slower); a note says so once on stderr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("pooling_kernel.c")
+MAX_DETECTOR_LEN = 64  # MAXM in the kernel: longer detectors take the torch path
+FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared")
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _cpu() -> str:
+    """What -march=native depends on: the CPU model and its flags (a cache shared by unlike nodes)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [ln for ln in fh if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def cache_dir() -> Path:
+    if os.environ.get("DBTOOLS_CACHE"):
+        return Path(os.environ["DBTOOLS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dbtools"
+
+
+def _build(cc: str) -> Path:
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + cc.encode() + " ".join(FLAGS).encode() + _cpu().encode()).hexdigest()[:16]
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"dbtools-{os.getuid()}"):
+        target = folder / f"pooling_kernel-{key}.so"
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+            os.close(fd)
+        except OSError:
+            continue  # not writable: try the next folder
+        try:
+            subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=120)
+            os.replace(tmp, target)  # complete or absent, even with another process building it too
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+    raise OSError("no writable cache folder for the compiled kernel")
+
+
+def library():
+    """The loaded kernel, or None (disabled, or no compiler); tried once per process."""
+    if os.environ.get("DBTOOLS_NATIVE", "1") == "0":
+        return None
+    with _lock:
+        if "lib" not in _state:
+            cc = os.environ.get("CC", "cc")
+            try:
+                lib = ctypes.CDLL(str(_build(cc)))
+                fn = lib.dbt_pool_windows
+                fn.restype = ctypes.c_int
+                i64, ptr = ctypes.c_int64, ctypes.c_void_p
+                fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float]
+                _state["lib"] = lib
+            except (OSError, subprocess.SubprocessError) as e:
+                why = e.stderr.decode(errors="replace").strip().splitlines()[-1:] if getattr(e, "stderr", None) else [e]
+                print(f"dbtools: the fused CPU kernel could not be built with {cc!r} ({why[0] if why else e}); "
+                      "using the slower torch path (set CC to a C compiler to fix)", file=sys.stderr)
+                _state["lib"] = None
+        return _state["lib"]
+
+
+def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Tensor, out: torch.Tensor,
+                 rows_max: torch.Tensor, rows_avg: torch.Tensor | None, scale: float) -> None:
+    """Pooled responses of windows x[b, s:s+w] with every column f of `weights`, into out[row, s, b]:
+    the max at row rows_max[f], and with rows_avg the scaled sum of rectified responses at rows_avg[f].
+
+    x: [B, nw + w - 1] uint8 codes (>= 4 is N; rows contiguous); weights [m, 5, F] centred (row
+    4 zero); const [F]; out: [rows, nw, B] float32, contiguous; rows_*: [F] int64.
+    """
+    lib = library()
+    m, F = weights.shape[0], const.numel()
+    B, nw = x.shape[0], x.shape[1] - w + 1
+    assert x.dtype == torch.uint8 and x.stride(1) == 1 and w >= m
+    assert weights.is_contiguous() and weights.shape == (m, 5, F) and const.is_contiguous()
+    assert out.dtype == torch.float32 and out.is_contiguous() and out.shape[1:] == (nw, B)
+    dest_max = (rows_max.to(torch.int64) * (nw * B)).contiguous()
+    assert int(rows_max.max()) < out.shape[0] and int(rows_max.min()) >= 0
+    dest_sum = None
+    if rows_avg is not None:
+        assert int(rows_avg.max()) < out.shape[0] and int(rows_avg.min()) >= 0
+        dest_sum = (rows_avg.to(torch.int64) * (nw * B)).contiguous()
+    rc = lib.dbt_pool_windows(x.data_ptr(), B, x.stride(0), nw, w, m, weights.data_ptr(), const.data_ptr(), F,
+                              out.data_ptr(), dest_max.data_ptr(), None if dest_sum is None else dest_sum.data_ptr(),
+                              B, 1, scale)
+    if rc == -1:
+        raise MemoryError("the fused pooling kernel could not allocate its work space")
+    if rc != 0:
+        raise ValueError(f"the fused pooling kernel refused m={m}, w={w}")

@@ -1,0 +1,89 @@
+"""The fused CPU pooling kernel: same values as the torch path, and a clean fallback without a compiler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dbtools import pooling_native
+from dbtools.encode import N, encode
+from dbtools.forward import BankEngine
+from oracle import score as oracle_score
+from test_forward import pick_architectures
+
+
+@pytest.fixture(scope="module")
+def mixed(bank):
+    sub = bank.subset(pick_architectures(bank))
+    return sub, BankEngine(sub, "cpu")
+
+
+def test_kernel_is_built_here(mixed):
+    """CI machines have a C compiler: the fast path must really be the one under test."""
+    assert pooling_native.library() is not None
+    _, engine = mixed
+    assert all(engine._fused(g, torch.zeros(1, 1, dtype=torch.long)) for g in engine.groups)
+
+
+@pytest.mark.parametrize("length, window, average", [
+    (101, None, False), (101, None, True),  # the default window int(1.5 m), many per sequence
+    (150, 101, False), (150, 101, True),  # long windows, a few per sequence
+    (40, 36, True), (64, 40, False),  # windows as long as the longest detector (36) and just above
+])
+def test_fused_kernel_equals_torch_path(mixed, monkeypatch, length, window, average):
+    sub, engine = mixed
+    rng = np.random.default_rng(length + (window or 0))
+    codes = rng.integers(0, 4, size=(5, length))
+    codes[1, 10:30] = N  # a run of N inside windows
+    codes[2, :] = N  # all N
+    codes[3, -7:] = N  # N at the end
+    fused = engine.score(codes, window, average).numpy()
+    monkeypatch.setattr(BankEngine, "_fused", staticmethod(lambda g, c: False))
+    plain = engine.score(codes, window, average).numpy()
+    np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=2e-5)
+
+
+def test_fused_kernel_equals_oracle_on_a_long_sequence(mixed):
+    """More windows than one kernel tile (1,024), with N runs across tile boundaries."""
+    sub, engine = mixed
+    rng = np.random.default_rng(7)
+    seq = "".join(rng.choice(list("ACGT"), size=2300))
+    seq = seq[:1000] + "N" * 60 + seq[1060:2000] + "n" * 5 + seq[2005:]
+    got = engine.score(encode(seq)[None], 60, False)[0].numpy()
+    for j in range(0, len(sub), 3):
+        want = oracle_score(sub.models[j], seq, 60, False)
+        assert got[j] == pytest.approx(want, abs=2e-5, rel=1e-5), sub.models[j].info.id
+
+
+def test_no_compiler_falls_back_to_torch_with_one_note(mixed, monkeypatch, tmp_path, capsys):
+    sub, _ = mixed
+    monkeypatch.setattr(pooling_native, "_state", {})
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("DBTOOLS_CACHE", str(tmp_path / "cache"))
+    assert pooling_native.library() is None
+    assert pooling_native.library() is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-cc" in err and "torch path" in err
+    engine = BankEngine(sub, "cpu")
+    seq = "ACGTTGCAAGGCTAGCTAGGATCCGATCGATNNNACGTAGCTAGCTAGCATCGACTAGCTAGCATGCATCGAT"
+    got = engine.score(encode(seq)[None])[0].numpy()
+    for j in range(len(sub)):
+        assert got[j] == pytest.approx(oracle_score(sub.models[j], seq, None, False), abs=2e-5)
+
+
+def test_native_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("DBTOOLS_NATIVE", "0")
+    assert pooling_native.library() is None
+
+
+def test_built_kernel_is_cached_per_source_and_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(pooling_native, "_state", {})
+    monkeypatch.setenv("DBTOOLS_CACHE", str(tmp_path))
+    assert pooling_native.library() is not None
+    built = list(tmp_path.glob("pooling_kernel-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.so.*")) and not list(tmp_path.glob("tmp*"))
+    monkeypatch.setattr(pooling_native, "_state", {})
+    mtime = built[0].stat().st_mtime_ns
+    assert pooling_native.library() is not None
+    assert built[0].stat().st_mtime_ns == mtime  # loaded from the cache, not rebuilt

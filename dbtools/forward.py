@@ -75,6 +75,7 @@ class _Group:
     features: torch.Tensor  # [n_columns * k] pooled column of each dense input (the zero column if dead)
     feature_rows: torch.Tensor  # [k, F_live] dense input of each live column in the cut order (max, then avg)
     dead_features: torch.Tensor  # dense inputs of dead columns (always 0)
+    strands: _Strands | None  # the whole network per model strand, for the fused CPU kernel (None: not fit)
 
     @property
     def size(self) -> int:
@@ -95,6 +96,52 @@ class _Cuts:
     live_left: list[int]  # live_left[k]: columns alive at the left cut k (a prefix of the order)
     live_right: list[int]  # live_right[h]: columns alive at the right cut h
     centred: torch.Tensor  # [m, 5, F_live] centred weights in this order (the N row 0), for the fused kernel
+
+
+@dataclass
+class _Strands:
+    """A group laid out for the fused CPU kernel with its dense layers (`pooling_native.Head`):
+    one tile of LANES columns per model strand (forward strands, then reverse-complement ones),
+    every detector kept (a dead one pools to 0 there as here)."""
+
+    centred: torch.Tensor  # [m, 5, U * LANES] centred weights, N row and unused lanes 0
+    const: torch.Tensor  # [U * LANES]
+    head: pooling_native.Head
+    rows: torch.Tensor  # [U] output row of each strand: arange(U)
+
+
+def _build_strands(bank: Bank, members: list[int], rc_local: list[int], w3: np.ndarray,
+                   thresholds: np.ndarray) -> _Strands | None:
+    """The fused layout of a group (w3 [m, 4, n_columns] float64), or None if its shape does not fit."""
+    arch = bank.models[members[0]].info.arch
+    d, hidden, lanes = arch.num_detectors, arch.num_hidden, pooling_native.LANES
+    if d > lanes or (hidden and (hidden % lanes or hidden > pooling_native.MAX_HIDDEN)):
+        return None
+    m = w3.shape[0]
+    k = 2 if arch.avg_pooling else 1
+    owner = list(range(len(members))) + list(rc_local)  # the model of each strand
+    U = len(owner)
+    mean = w3.mean(axis=1)
+    const = thresholds + mean.sum(axis=0)
+    centred = np.zeros((m, 5, U, lanes))
+    centred[:, :4, :, :d] = (w3 - mean[:, None]).reshape(m, 4, U, d)
+    cst = np.zeros((U, lanes))
+    cst[:, :d] = const.reshape(U, d)
+    hp = hidden or 1
+    w1 = np.zeros((U, k, lanes, hp))
+    for u, j in enumerate(owner):
+        a = bank.models[members[j]].arrays
+        for t in range(k):
+            w1[u, t, :d] = a["weights1"][t::k]  # features interleave [max0, avg0, max1, avg1, ...]
+    b1 = np.stack([bank.models[members[j]].arrays["biases1"] for j in owner])
+    f32 = lambda v: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32))  # noqa: E731
+    w2 = b2 = None
+    if hidden:
+        w2 = f32(np.stack([bank.models[members[j]].arrays["weights2"][:, 0] for j in owner]))
+        b2 = f32(np.stack([bank.models[members[j]].arrays["biases2"][0] for j in owner]))
+    return _Strands(centred=f32(centred.reshape(m, 5, U * lanes)), const=f32(cst.reshape(-1)),
+                    head=pooling_native.Head(hidden=hidden, w1=f32(w1), b1=f32(b1), w2=w2, b2=b2),
+                    rows=torch.arange(U))
 
 
 def _build_cuts(w: np.ndarray, thr: np.ndarray, device: torch.device, width: int) -> _Cuts:
@@ -180,6 +227,8 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
         features=torch.as_tensor(features.reshape(-1), device=device),
         feature_rows=torch.as_tensor(np.stack([live[cuts.order] * k + t for t in range(k)])),
         dead_features=torch.as_tensor(np.flatnonzero(features.reshape(-1) == k * F)),
+        strands=_build_strands(bank, members, rc_local, w3.astype(np.float64), thresholds.astype(np.float64))
+        if device.type == "cpu" else None,
     )
 
 
@@ -336,6 +385,8 @@ class BankEngine:
         """
         B, nw = codes.shape[0], p1 - p0
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
+            if self._fused(g, codes) and g.strands is not None:
+                return self._scores_fused(g, codes, w, p0, p1)
             if self._fused(g, codes):
                 feats = self._pooled_fused(g, codes, w, p0, p1)
                 f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
@@ -543,6 +594,17 @@ class BankEngine:
         """Whether the fused CPU kernel computes this group's pooled features (else `_pooled_cuts`)."""
         return (codes.device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
                 and pooling_native.library() is not None)
+
+    def _scores_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int):
+        """`window_scores` with the whole network in the fused CPU kernel (g.strands)."""
+        B, nw = codes.shape[0], p1 - p0
+        st = g.strands
+        out = torch.empty(st.rows.numel(), nw, B)
+        x = codes[:, p0:p1 + w - 1].clamp(max=N).to(torch.uint8)
+        pooling_native.pool_windows(x, w, st.centred, st.const, out, st.rows, st.rows if g.avg else None,
+                                    1.0 / (w + g.m - 1), st.head)
+        G = g.size
+        return out[:G].permute(2, 1, 0), out[G:].permute(2, 1, 0)
 
     def _pooled_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int) -> torch.Tensor:
         """The dense inputs [n_columns * k, nw * B] of windows p0..p1-1, pooled by the fused CPU

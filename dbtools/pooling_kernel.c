@@ -27,6 +27,7 @@
 #define LANES 16  /* detector columns per tile: one 512-bit vector */
 #define WT 1024   /* windows per tile */
 #define MAXM 64   /* longest detector with a register-resident shift register */
+#define MAXH 4    /* hidden units, in vectors of LANES, of a fused dense head */
 
 /* explicit vectors (GCC/Clang extensions); on CPUs without AVX-512 each is split in two or four */
 typedef float vf __attribute__((vector_size(4 * LANES)));
@@ -158,24 +159,92 @@ static void store(float *out, const int64_t *dest, const vf *v, int64_t nt, int6
     }
 }
 
+static inline float hsum(vf v)
+{
+#if defined(__AVX512F__) && LANES == 16
+    return _mm512_reduce_add_ps((__m512)v);
+#else
+    float s = 0.f;
+    for (int f = 0; f < LANES; f++)
+        s += v[f];
+    return s;
+#endif
+}
+
+/* The dense layers of one model strand on its pooled features (max, and avg if sum), for nt
+ * windows: w1 [k][LANES][hp] (hp = hidden, or 1 without a hidden layer), b1 [hp], w2 [hidden],
+ * b2 [1]; features past the model's detectors have zero weights. */
+static void heads(const vf *pmax, const vf *pavg, int64_t nt, int64_t hidden, const float *w1,
+                  const float *b1, const float *w2, const float *b2, float *out, int64_t ld_s)
+{
+    if (hidden == 0) {
+        vf wm, wa = {0};
+        memcpy(&wm, w1, sizeof wm);
+        if (pavg)
+            memcpy(&wa, w1 + LANES, sizeof wa);
+        for (int64_t j = 0; j < nt; j++) {
+            vf t = pmax[j] * wm;
+            if (pavg)
+                t += pavg[j] * wa;
+            out[j * ld_s] = b1[0] + hsum(t);
+        }
+        return;
+    }
+    const int64_t hv = hidden / LANES;  /* 1 .. MAXH vectors */
+    const vf *W = (const vf *)w1;       /* [k][LANES][hv] */
+    vf bias[MAXH], w2v[MAXH];
+    memcpy(bias, b1, sizeof(vf) * (size_t)hv);
+    memcpy(w2v, w2, sizeof(vf) * (size_t)hv);
+    const vf zero = {0};
+    for (int64_t j = 0; j < nt; j++) {
+        vf h[MAXH];
+        for (int64_t v = 0; v < hv; v++)
+            h[v] = bias[v];
+        for (int f = 0; f < LANES; f++) {
+            const float a = pmax[j][f];
+            for (int64_t v = 0; v < hv; v++)
+                h[v] += a * W[f * hv + v];
+        }
+        if (pavg)
+            for (int f = 0; f < LANES; f++) {
+                const float a = pavg[j][f];
+                for (int64_t v = 0; v < hv; v++)
+                    h[v] += a * W[(LANES + f) * hv + v];
+            }
+        vf t = zero;
+        for (int64_t v = 0; v < hv; v++)
+            t += vmax(h[v], zero) * w2v[v];
+        out[j * ld_s] = b2[0] + hsum(t);
+    }
+}
+
 /* nseq sequences, sequence b's nw + w - 1 codes at x + b * xstride; wc: [m][5][F] (row 4 of
  * each filter row is 0); cst: [F]. Column f's max pooled value for window s of sequence b goes
  * to out[dest_max[f] + s * ld_s + b * seqstride]; with dest_sum (may be NULL), its average
  * pooled value to out[dest_sum[f] + ...].
- * Returns 0; -1 if memory could not be allocated; -2 if m is outside 1..MAXM or w < m. */
+ * With w1 (not NULL), each tile of LANES columns is one model strand and the dense layers run
+ * here: tile t's score goes to out[dest_max[t] + ...]; w1 [tiles][k][LANES][hp] (k = 2 with
+ * dest_sum, hp = hidden or 1), b1 [tiles][hp], w2 [tiles][hidden], b2 [tiles]; hidden is 0 or
+ * a multiple of LANES up to MAXH * LANES.
+ * Returns 0; -1 if memory could not be allocated; -2 if m is outside 1..MAXM, w < m, or the
+ * head's shape is not supported. */
 int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw, int64_t w,
                      int64_t m, const float *wc, const float *cst, int64_t F, float *out,
                      const int64_t *dest_max, const int64_t *dest_sum, int64_t ld_s, int64_t seqstride,
-                     float scale)
+                     float scale, int64_t hidden, const float *w1, const float *b1, const float *w2,
+                     const float *b2)
 {
     if (m < 1 || m > MAXM || w < m)
+        return -2;
+    if (w1 && (F % LANES || hidden < 0 || hidden % LANES || hidden > MAXH * LANES))
         return -2;
     if (nw <= 0 || F <= 0 || nseq <= 0)
         return 0;
     const int64_t inner = w - m + 1;          /* filter starts wholly inside a window */
     const int64_t span = WT + w - 1;          /* positions of one window tile */
     const int64_t n = nw + w - 1;
-    const int sum = dest_sum != NULL;
+    const int sum = dest_sum != NULL;  /* average pooling too (with w1, dest_sum only says so) */
+    const int64_t k = dest_sum ? 2 : 1, hp = hidden ? hidden : 1;
     vf *wt = aligned_alloc(64, sizeof(vf) * (size_t)(m * 5));
     vf *conv = aligned_alloc(64, sizeof(vf) * (size_t)span);
     vf *pre = aligned_alloc(64, sizeof(vf) * (size_t)span);
@@ -236,6 +305,12 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
                         for (int f = 0; f < LANES; f++)
                             esum[j][f] = scale * ((float)(z[f] - a[f]) + esum[j][f]);
                     }
+                }
+                if (w1) {
+                    const int64_t t = c0 / LANES;
+                    heads(edge, sum ? esum : NULL, nt, hidden, w1 + t * k * LANES * hp, b1 + t * hp,
+                          hidden ? w2 + t * hidden : NULL, b2 ? b2 + t : NULL, ob + dest_max[t] + s0 * ld_s, ld_s);
+                    continue;
                 }
                 store(ob + s0 * ld_s, dest_max + c0, edge, nt, fw, ld_s);
                 if (sum)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +26,21 @@ import torch
 SOURCE = Path(__file__).with_name("pooling_kernel.c")
 MAX_DETECTOR_LEN = 64  # MAXM in the kernel: longer detectors take the torch path
 FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared")
+
+
+
+@dataclass
+class Head:
+    """The dense layers of a group's model strands, laid out for the kernel (one strand per tile):
+    w1 [U, k, LANES, hp] (hp = hidden or 1; zero past the strand's detectors), b1 [U, hp],
+    w2 [U, hidden] and b2 [U] with a hidden layer."""
+
+    hidden: int
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor | None
+    b2: torch.Tensor | None
+
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -82,7 +98,8 @@ def library():
                 fn = lib.dbt_pool_windows
                 fn.restype = ctypes.c_int
                 i64, ptr = ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float]
+                fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float,
+                               i64, ptr, ptr, ptr, ptr]
                 _state["lib"] = lib
             except (OSError, subprocess.SubprocessError) as e:
                 why = e.stderr.decode(errors="replace").strip().splitlines()[-1:] if getattr(e, "stderr", None) else [e]
@@ -92,13 +109,20 @@ def library():
         return _state["lib"]
 
 
+LANES = 16  # detector columns per kernel tile: a fused head needs one model strand per tile
+MAX_HIDDEN = 64  # hidden units a fused head takes (a multiple of LANES)
+
+
 def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Tensor, out: torch.Tensor,
-                 rows_max: torch.Tensor, rows_avg: torch.Tensor | None, scale: float) -> None:
+                 rows_max: torch.Tensor, rows_avg: torch.Tensor | None, scale: float,
+                 head: Head | None = None) -> None:
     """Pooled responses of windows x[b, s:s+w] with every column f of `weights`, into out[row, s, b]:
     the max at row rows_max[f], and with rows_avg the scaled sum of rectified responses at rows_avg[f].
+    With `head`, each LANES columns are one model strand and its score goes to out[rows_max[t], s, b]
+    (tile t; rows_avg then only says that the model pools the average too).
 
     x: [B, nw + w - 1] uint8 codes (>= 4 is N; rows contiguous); weights [m, 5, F] centred (row
-    4 zero); const [F]; out: [rows, nw, B] float32, contiguous; rows_*: [F] int64.
+    4 zero); const [F]; out: [rows, nw, B] float32, contiguous; rows_*: int64.
     """
     lib = library()
     m, F = weights.shape[0], const.numel()
@@ -106,15 +130,23 @@ def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Te
     assert x.dtype == torch.uint8 and x.stride(1) == 1 and w >= m
     assert weights.is_contiguous() and weights.shape == (m, 5, F) and const.is_contiguous()
     assert out.dtype == torch.float32 and out.is_contiguous() and out.shape[1:] == (nw, B)
-    dest_max = (rows_max.to(torch.int64) * (nw * B)).contiguous()
-    assert int(rows_max.max()) < out.shape[0] and int(rows_max.min()) >= 0
-    dest_sum = None
-    if rows_avg is not None:
-        assert int(rows_avg.max()) < out.shape[0] and int(rows_avg.min()) >= 0
-        dest_sum = (rows_avg.to(torch.int64) * (nw * B)).contiguous()
+    n_rows = F // LANES if head is not None else F
+    dest = []
+    for rows in (rows_max, rows_avg):
+        if rows is not None:
+            assert rows.numel() == n_rows and 0 <= int(rows.min()) and int(rows.max()) < out.shape[0]
+            dest.append((rows.to(torch.int64) * (nw * B)).contiguous())
+        else:
+            dest.append(None)
+    if head is None:
+        head_args = (0, None, None, None, None)
+    else:
+        assert F % LANES == 0 and head.w1.is_contiguous() and head.w1.shape[0] == F // LANES
+        head_args = (head.hidden, head.w1.data_ptr(), head.b1.data_ptr(),
+                     head.w2.data_ptr() if head.hidden else None, head.b2.data_ptr() if head.hidden else None)
     rc = lib.dbt_pool_windows(x.data_ptr(), B, x.stride(0), nw, w, m, weights.data_ptr(), const.data_ptr(), F,
-                              out.data_ptr(), dest_max.data_ptr(), None if dest_sum is None else dest_sum.data_ptr(),
-                              B, 1, scale)
+                              out.data_ptr(), dest[0].data_ptr(), None if dest[1] is None else dest[1].data_ptr(),
+                              B, 1, scale, *head_args)
     if rc == -1:
         raise MemoryError("the fused pooling kernel could not allocate its work space")
     if rc != 0:

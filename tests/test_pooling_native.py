@@ -87,3 +87,21 @@ def test_built_kernel_is_cached_per_source_and_cpu(monkeypatch, tmp_path):
     mtime = built[0].stat().st_mtime_ns
     assert pooling_native.library() is not None
     assert built[0].stat().st_mtime_ns == mtime  # loaded from the cache, not rebuilt
+
+
+def test_kernel_without_fused_heads_equals_torch_path(mixed, monkeypatch):
+    """Groups whose shape does not fit a fused head (more than 16 detectors, an odd hidden
+    layer) take pooled features from the kernel and run the dense layers in torch."""
+    sub, _ = mixed
+    engine = BankEngine(sub, "cpu")
+    assert all(g.strands is not None for g in engine.groups)
+    for g in engine.groups:
+        g.strands = None
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 5, size=(4, 120))
+    for window, average in ((None, False), (None, True), (101, False)):
+        features = engine.score(codes, window, average).numpy()
+        with monkeypatch.context() as mp:
+            mp.setattr(BankEngine, "_fused", staticmethod(lambda g, c: False))
+            plain = engine.score(codes, window, average).numpy()
+        np.testing.assert_allclose(features, plain, rtol=1e-5, atol=2e-5)

@@ -386,7 +386,7 @@ class BankEngine:
         B, nw = codes.shape[0], p1 - p0
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
             if self._fused(g, codes) and g.strands is not None:
-                return self._scores_fused(g, codes, w, p0, p1)
+                return self.scores_fused(g, codes, w, p0, p1)
             if self._fused(g, codes):
                 feats = self._pooled_fused(g, codes, w, p0, p1)
                 f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
@@ -595,14 +595,19 @@ class BankEngine:
         return (codes.device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
                 and pooling_native.library() is not None)
 
-    def _scores_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int):
-        """`window_scores` with the whole network in the fused CPU kernel (g.strands)."""
-        B, nw = codes.shape[0], p1 - p0
+    def fused_scores(self, g: _Group) -> bool:
+        """Whether `scores_fused` serves group g (CPU, kernel built, a shape the kernel's head takes)."""
+        return g.strands is not None and self._fused(g, torch.empty(0, dtype=torch.long, device=self.device))
+
+    def scores_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int, step: int = 1):
+        """Scores of windows starting at p0, p0 + step, ... < p1 (w >= m each), the whole network in
+        the fused CPU kernel (g.strands): forward strand [B, n, G], reverse strand [B, n, Grc]."""
+        B, n = codes.shape[0], (p1 - p0 - 1) // step + 1
         st = g.strands
-        out = torch.empty(st.rows.numel(), nw, B)
+        out = torch.empty(st.rows.numel(), n, B)
         x = codes[:, p0:p1 + w - 1].clamp(max=N).to(torch.uint8)
         pooling_native.pool_windows(x, w, st.centred, st.const, out, st.rows, st.rows if g.avg else None,
-                                    1.0 / (w + g.m - 1), st.head)
+                                    1.0 / (w + g.m - 1), st.head, step)
         G = g.size
         return out[:G].permute(2, 1, 0), out[G:].permute(2, 1, 0)
 

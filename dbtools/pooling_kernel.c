@@ -62,12 +62,13 @@ static inline __attribute__((always_inline)) vf max_cuts(const vf *r, const int 
 
 /* Left cuts and full responses of one tile: positions lo..hi-1 (hi exclusive, walking down).
  * conv[t - lo] = max(0, full response at t) for t in [lo, hi - m + 1);
- * edge[t - lo] = max of the left cuts of window t, for t in [lo, lo + nt);
- * esum[t - lo] (if sum) = sum of max(0, those cuts). */
+ * edge[t - lo] = max of the left cuts of window t, for t in [lo, lo + nt) with t - lo a
+ * multiple of step; esum[t - lo] (if sum) = sum of max(0, those cuts). */
 static inline __attribute__((always_inline)) void left_pass(
-    const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, const int m, const vf *wt, vf ct,
+    const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, const int m, const vf *wt, vf ct,
     vf *conv, vf *edge, vf *esum, const int sum)
 {
+    int64_t phase = (hi - 1 - lo) % step;  /* (t - lo) % step */
     vf r[MAXM + 1];
     const vf zero = {0};
 #pragma GCC unroll 65
@@ -82,22 +83,26 @@ static inline __attribute__((always_inline)) void left_pass(
         const int64_t i = t - lo;
         if (t <= hi - m)
             conv[i] = vmax(r[0], zero);
-        if (i < nt && m == 1) {  /* no cuts */
-            edge[i] = zero;
-            if (sum)
-                esum[i] = zero;
-        } else if (i < nt) {
-            edge[i] = max_cuts(r, m, sum, esum + i);
+        if (i < nt && phase == 0) {
+            if (m == 1) {  /* no cuts */
+                edge[i] = zero;
+                if (sum)
+                    esum[i] = zero;
+            } else {
+                edge[i] = max_cuts(r, m, sum, esum + i);
+            }
         }
+        phase = phase ? phase - 1 : step - 1;
     }
 }
 
 /* Right cuts of one tile: walking up positions lo..hi-1; the window ending at t is
- * t - end0 (an index into edge/esum) when 0 <= t - end0 < nt. */
+ * t - end0 (an index into edge/esum) when 0 <= t - end0 < nt, taken if a multiple of step. */
 static inline __attribute__((always_inline)) void right_pass(
-    const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, const int m, const vf *wt, vf ct,
-    vf *edge, vf *esum, const int sum)
+    const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, const int m,
+    const vf *wt, vf ct, vf *edge, vf *esum, const int sum)
 {
+    int64_t phase = ((lo - end0) % step + step) % step;  /* (t - end0) mod step */
     vf r[MAXM + 1];
     const vf zero = {0};
 #pragma GCC unroll 65
@@ -110,28 +115,31 @@ static inline __attribute__((always_inline)) void right_pass(
             r[l] = r[l - 1] + row[(l - 1) * 5];
         r[1] = ct + row[0];
         const int64_t i = t - end0;
-        if (i >= 0 && i < nt && m > 1) {
+        if (i >= 0 && i < nt && m > 1 && phase == 0) {
             vf s = zero;
             edge[i] = vmax(edge[i], max_cuts(r, m, sum, &s));
             if (sum)
                 esum[i] += s;
         }
+        phase = phase + 1 == step ? 0 : phase + 1;
     }
 }
 
-typedef void (*left_fn)(const uint8_t *, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *, vf *, int);
-typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *, int);
+typedef void (*left_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *, vf *,
+                        int);
+typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *,
+                         int);
 
 /* one copy of each pass per detector length, so the slots are registers */
 #define PASSES(M) \
-    static void left_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, const vf *wt, vf ct, \
-                         vf *conv, vf *edge, vf *esum, int sum) \
-    { if (sum) left_pass(x, lo, hi, nt, M, wt, ct, conv, edge, esum, 1); \
-      else left_pass(x, lo, hi, nt, M, wt, ct, conv, edge, esum, 0); } \
-    static void right_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, const vf *wt, \
-                          vf ct, vf *edge, vf *esum, int sum) \
-    { if (sum) right_pass(x, lo, hi, end0, nt, M, wt, ct, edge, esum, 1); \
-      else right_pass(x, lo, hi, end0, nt, M, wt, ct, edge, esum, 0); }
+    static void left_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, const vf *wt, \
+                         vf ct, vf *conv, vf *edge, vf *esum, int sum) \
+    { if (sum) left_pass(x, lo, hi, nt, step, M, wt, ct, conv, edge, esum, 1); \
+      else left_pass(x, lo, hi, nt, step, M, wt, ct, conv, edge, esum, 0); } \
+    static void right_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, \
+                          const vf *wt, vf ct, vf *edge, vf *esum, int sum) \
+    { if (sum) right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 1); \
+      else right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 0); }
 #define P8(a) PASSES(a##1) PASSES(a##2) PASSES(a##3) PASSES(a##4) PASSES(a##5) PASSES(a##6) PASSES(a##7) \
     PASSES(a##8)
 PASSES(1) PASSES(2) PASSES(3) PASSES(4) PASSES(5) PASSES(6) PASSES(7) PASSES(8) PASSES(9)
@@ -219,8 +227,9 @@ static void heads(const vf *pmax, const vf *pavg, int64_t nt, int64_t hidden, co
 }
 
 /* nseq sequences, sequence b's nw + w - 1 codes at x + b * xstride; wc: [m][5][F] (row 4 of
- * each filter row is 0); cst: [F]. Column f's max pooled value for window s of sequence b goes
- * to out[dest_max[f] + s * ld_s + b * seqstride]; with dest_sum (may be NULL), its average
+ * each filter row is 0); cst: [F]. Windows s = 0, step, 2 step, ... < nw are computed, the i-th
+ * of them written at index i. Column f's max pooled value for window i of sequence b goes
+ * to out[dest_max[f] + i * ld_s + b * seqstride]; with dest_sum (may be NULL), its average
  * pooled value to out[dest_sum[f] + ...].
  * With w1 (not NULL), each tile of LANES columns is one model strand and the dense layers run
  * here: tile t's score goes to out[dest_max[t] + ...]; w1 [tiles][k][LANES][hp] (k = 2 with
@@ -232,16 +241,17 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
                      int64_t m, const float *wc, const float *cst, int64_t F, float *out,
                      const int64_t *dest_max, const int64_t *dest_sum, int64_t ld_s, int64_t seqstride,
                      float scale, int64_t hidden, const float *w1, const float *b1, const float *w2,
-                     const float *b2)
+                     const float *b2, int64_t step)
 {
-    if (m < 1 || m > MAXM || w < m)
+    if (m < 1 || m > MAXM || w < m || step < 1)
         return -2;
     if (w1 && (F % LANES || hidden < 0 || hidden % LANES || hidden > MAXH * LANES))
         return -2;
     if (nw <= 0 || F <= 0 || nseq <= 0)
         return 0;
     const int64_t inner = w - m + 1;          /* filter starts wholly inside a window */
-    const int64_t span = WT + w - 1;          /* positions of one window tile */
+    const int64_t tile = step <= WT ? WT / step * step : step;  /* windows per tile, a multiple of step */
+    const int64_t span = tile + w - 1;        /* positions of one window tile */
     const int64_t n = nw + w - 1;
     const int sum = dest_sum != NULL;  /* average pooling too (with w1, dest_sum only says so) */
     const int64_t k = dest_sum ? 2 : 1, hp = hidden ? hidden : 1;
@@ -249,8 +259,8 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
     vf *conv = aligned_alloc(64, sizeof(vf) * (size_t)span);
     vf *pre = aligned_alloc(64, sizeof(vf) * (size_t)span);
     vf *suf = aligned_alloc(64, sizeof(vf) * (size_t)span);
-    vf *edge = aligned_alloc(64, sizeof(vf) * WT);
-    vf *esum = aligned_alloc(64, sizeof(vf) * WT);
+    vf *edge = aligned_alloc(64, sizeof(vf) * (size_t)tile);
+    vf *esum = aligned_alloc(64, sizeof(vf) * (size_t)tile);
     double *cum = malloc(sizeof(double) * LANES * (size_t)(span + 1));
     uint8_t *xc = malloc((size_t)(nseq * n));
     int rc = 0;
@@ -274,13 +284,14 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
         for (int64_t b = 0; b < nseq; b++) {
             const uint8_t *xb = xc + b * n;
             float *ob = out + b * seqstride;
-            for (int64_t s0 = 0; s0 < nw; s0 += WT) {
-                const int64_t nt = nw - s0 < WT ? nw - s0 : WT;
+            for (int64_t s0 = 0; s0 < nw; s0 += tile) {
+                const int64_t nt = nw - s0 < tile ? nw - s0 : tile;
+                const int64_t kept = (nt - 1) / step + 1;  /* windows s0, s0 + step, ... */
                 const int64_t nq = nt + inner - 1;  /* interior filter starts s0 .. s0+nq-1 */
                 /* left cuts of windows s0.. and full responses up to filter start s0+nq-1 */
-                PASS[m].left(xb, s0, s0 + nt + w - 1, nt, wt, ct, conv, edge, esum, sum);
+                PASS[m].left(xb, s0, s0 + nt + w - 1, nt, step, wt, ct, conv, edge, esum, sum);
                 /* right cuts: windows s0.. end at s0+w-1..; their cut filters start after s0+w-m */
-                PASS[m].right(xb, s0 + w - m + 1, s0 + nt + w - 1, s0 + w - 1, nt, wt, ct, edge, esum, sum);
+                PASS[m].right(xb, s0 + w - m + 1, s0 + nt + w - 1, s0 + w - 1, nt, step, wt, ct, edge, esum, sum);
                 /* sliding max over `inner` starts (van Herk / Gil-Werman: blockwise prefix and suffix maxima) */
                 for (int64_t b0 = 0; b0 < nq; b0 += inner) {
                     const int64_t b1 = b0 + inner < nq ? b0 + inner : nq;
@@ -298,23 +309,26 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
                         for (int f = 0; f < LANES; f++)
                             cum[(i + 1) * LANES + f] = cum[i * LANES + f] + conv[i][f];
                 }
-                for (int64_t j = 0; j < nt; j++) {  /* the tile's results, in place of its edges */
-                    edge[j] = vmax(vmax(suf[j], pre[j + inner - 1]), edge[j]);
+                for (int64_t j = 0; j < nt; j += step) {  /* the kept windows' results, packed in place */
+                    edge[j / step] = vmax(vmax(suf[j], pre[j + inner - 1]), edge[j]);
                     if (sum) {
                         const double *a = cum + j * LANES, *z = cum + (j + inner) * LANES;
+                        vf v = esum[j];
                         for (int f = 0; f < LANES; f++)
-                            esum[j][f] = scale * ((float)(z[f] - a[f]) + esum[j][f]);
+                            v[f] = scale * ((float)(z[f] - a[f]) + v[f]);
+                        esum[j / step] = v;
                     }
                 }
                 if (w1) {
                     const int64_t t = c0 / LANES;
-                    heads(edge, sum ? esum : NULL, nt, hidden, w1 + t * k * LANES * hp, b1 + t * hp,
-                          hidden ? w2 + t * hidden : NULL, b2 ? b2 + t : NULL, ob + dest_max[t] + s0 * ld_s, ld_s);
+                    heads(edge, sum ? esum : NULL, kept, hidden, w1 + t * k * LANES * hp, b1 + t * hp,
+                          hidden ? w2 + t * hidden : NULL, b2 ? b2 + t : NULL,
+                          ob + dest_max[t] + s0 / step * ld_s, ld_s);
                     continue;
                 }
-                store(ob + s0 * ld_s, dest_max + c0, edge, nt, fw, ld_s);
+                store(ob + s0 / step * ld_s, dest_max + c0, edge, kept, fw, ld_s);
                 if (sum)
-                    store(ob + s0 * ld_s, dest_sum + c0, esum, nt, fw, ld_s);
+                    store(ob + s0 / step * ld_s, dest_sum + c0, esum, kept, fw, ld_s);
             }
         }
     }

@@ -99,7 +99,7 @@ def library():
                 fn.restype = ctypes.c_int
                 i64, ptr = ctypes.c_int64, ctypes.c_void_p
                 fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float,
-                               i64, ptr, ptr, ptr, ptr]
+                               i64, ptr, ptr, ptr, ptr, i64]
                 _state["lib"] = lib
             except (OSError, subprocess.SubprocessError) as e:
                 why = e.stderr.decode(errors="replace").strip().splitlines()[-1:] if getattr(e, "stderr", None) else [e]
@@ -115,8 +115,8 @@ MAX_HIDDEN = 64  # hidden units a fused head takes (a multiple of LANES)
 
 def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Tensor, out: torch.Tensor,
                  rows_max: torch.Tensor, rows_avg: torch.Tensor | None, scale: float,
-                 head: Head | None = None) -> None:
-    """Pooled responses of windows x[b, s:s+w] with every column f of `weights`, into out[row, s, b]:
+                 head: Head | None = None, step: int = 1) -> None:
+    """Pooled responses of windows x[b, s:s+w], s = i * step, with every column f of `weights`, into out[row, i, b]:
     the max at row rows_max[f], and with rows_avg the scaled sum of rectified responses at rows_avg[f].
     With `head`, each LANES columns are one model strand and its score goes to out[rows_max[t], s, b]
     (tile t; rows_avg then only says that the model pools the average too).
@@ -127,15 +127,16 @@ def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Te
     lib = library()
     m, F = weights.shape[0], const.numel()
     B, nw = x.shape[0], x.shape[1] - w + 1
-    assert x.dtype == torch.uint8 and x.stride(1) == 1 and w >= m
+    kept = (nw - 1) // step + 1
+    assert x.dtype == torch.uint8 and x.stride(1) == 1 and w >= m and step >= 1
     assert weights.is_contiguous() and weights.shape == (m, 5, F) and const.is_contiguous()
-    assert out.dtype == torch.float32 and out.is_contiguous() and out.shape[1:] == (nw, B)
+    assert out.dtype == torch.float32 and out.is_contiguous() and out.shape[1:] == (kept, B)
     n_rows = F // LANES if head is not None else F
     dest = []
     for rows in (rows_max, rows_avg):
         if rows is not None:
             assert rows.numel() == n_rows and 0 <= int(rows.min()) and int(rows.max()) < out.shape[0]
-            dest.append((rows.to(torch.int64) * (nw * B)).contiguous())
+            dest.append((rows.to(torch.int64) * (kept * B)).contiguous())
         else:
             dest.append(None)
     if head is None:
@@ -146,7 +147,7 @@ def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Te
                      head.w2.data_ptr() if head.hidden else None, head.b2.data_ptr() if head.hidden else None)
     rc = lib.dbt_pool_windows(x.data_ptr(), B, x.stride(0), nw, w, m, weights.data_ptr(), const.data_ptr(), F,
                               out.data_ptr(), dest[0].data_ptr(), None if dest[1] is None else dest[1].data_ptr(),
-                              B, 1, scale, *head_args)
+                              B, 1, scale, *head_args, step)
     if rc == -1:
         raise MemoryError("the fused pooling kernel could not allocate its work space")
     if rc != 0:

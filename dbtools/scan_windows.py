@@ -21,6 +21,8 @@ from .parallel import parallel_steps
 from .score import ScoreOptions
 from .strided import STRIDED_MIN_STEP, strided_windows
 
+_FUSED_BASES = 1 << 18  # bases per fused-kernel call when windows are kept every few bp
+
 
 def window_count(length: int, window: int, step: int) -> int:
     """Windows of `window` bp placed every `step` bp from the start of `length` bases."""
@@ -54,13 +56,18 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
         return values, rc_won
     span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
-    # whole windows, few of them: each on its own (groups of one shape side by side)
-    strided = [g for g in engine.groups if step >= STRIDED_MIN_STEP and window >= g.m
-               and min(scoring.window_size or int(1.5 * g.m), window) == window]
+    whole = [g for g in engine.groups
+             if window >= g.m and min(scoring.window_size or int(1.5 * g.m), window) == window]
+    # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
+    fused = [g for g in whole if step > 1 and engine.fused_scores(g)]
+    for g in fused:
+        _store(g, *_fused_values(engine, g, x, window, step, nwin, batch_windows), values, rc_won)
+    # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
+    strided = [g for g in whole if step >= STRIDED_MIN_STEP and all(g is not f for f in fused)]
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)
-    done = {id(g) for g in strided}
+    done = {id(g) for g in strided + fused}
     for g in engine.groups:
         if id(g) in done:
             continue
@@ -85,6 +92,25 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     values[gaps] = np.nan
     rc_won[gaps] = False
     return values, rc_won
+
+
+def _fused_values(engine: BankEngine, g, x: torch.Tensor, w: int, step: int, nwin: int,
+                  batch_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-window scores of windows every `step` bp by the fused kernel: strands [G, nwin], [Grc, nwin]."""
+    per = max(1, _FUSED_BASES // step)
+    if batch_windows:
+        per = min(per, batch_windows)
+    fwd = torch.empty(g.size, nwin)
+    rev = torch.empty(int(g.rc_local.numel()), nwin)
+
+    def run(i0: int) -> None:
+        i1 = min(nwin, i0 + per)
+        f, r = engine.scores_fused(g, x, w, i0 * step, (i1 - 1) * step + 1, step)
+        fwd[:, i0:i1] = f[0].t()
+        rev[:, i0:i1] = r[0].t()
+
+    parallel_steps(run, range(0, nwin, per), engine.device)
+    return fwd, rev
 
 
 def _strided_values(engine: BankEngine, groups: list, codes: torch.Tensor, w: int, step: int, nwin: int,

@@ -88,10 +88,15 @@ def test_window_value_is_the_score_of_the_window(genome, mixed, anchor, offset, 
 
 
 @pytest.mark.parametrize("window,step,average", [(101, 20, False), (101, 4, True), (40, 7, False), (60, 150, True)])
-def test_strided_whole_windows_equal_their_scores(genome, mixed, window, step, average):
-    """Windows scored whole at --step >= 4 are computed each on its own (dbtools.strided): near a
-    gap's edge, in several steps of windows, with both poolings and strands."""
+@pytest.mark.parametrize("kernel", [True, False])
+def test_strided_whole_windows_equal_their_scores(genome, mixed, monkeypatch, window, step, average, kernel):
+    """Windows scored whole at --step > 1 come from the fused kernel, which pools and scores only
+    the kept windows, or without it are computed each on its own (dbtools.strided, step >= 4):
+    near a gap's edge, in several steps of windows, with both poolings and strands."""
     sub, engine = mixed
+    assert all(engine.fused_scores(g) for g in engine.groups)
+    if not kernel:
+        monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
     start = N_EDGES[1] - 700  # the end of a 3.1-Mbp N run lies inside
     codes = encode(genome.fetch("20", start, start + 1500))
     opts = ScoreOptions(window_size=window, average=average)
@@ -104,7 +109,7 @@ def test_strided_whole_windows_equal_their_scores(genome, mixed, window, step, a
     assert (rc_won == rc_whole[::step]).mean() > 0.99  # near-ties may break either way
 
 
-def test_strided_groups_of_one_shape_are_scored_side_by_side(genome, bank):
+def test_strided_groups_of_one_shape_are_scored_side_by_side(genome, bank, monkeypatch):
     """Groups sharing the detector length and pooling (here: with and without the hidden layer,
     one or both strands) are one unit of the strided path; each keeps its own scores."""
     from dbtools.strided import strided_windows
@@ -121,6 +126,7 @@ def test_strided_groups_of_one_shape_are_scored_side_by_side(genome, bank):
     assert len(engine.groups) >= 2
     units = strided_windows(engine).units(engine.groups)
     assert len(units) == 1 and len(units[0][0]) == len(engine.groups)
+    monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)  # the strided path, not the kernel
     codes = encode(genome.fetch("20", 5_000_000, 5_001_200))
     for opts in (ScoreOptions(window_size=101), ScoreOptions(window_size=101, average=True)):
         values, _ = window_values(engine, codes, 101, 9, opts, batch_windows=7)

@@ -60,57 +60,49 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
              if window >= g.m and min(scoring.window_size or int(1.5 * g.m), window) == window]
     # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
     fused = [g for g in whole if step > 1 and engine.fused_scores(g)]
-    for g in fused:
-        _store(g, *_fused_values(engine, g, x, window, step, nwin, batch_windows), values, rc_won)
     # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
     strided = [g for g in whole if step >= STRIDED_MIN_STEP and all(g is not f for f in fused)]
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)
-    done = {id(g) for g in strided + fused}
+    done = {id(g) for g in strided}
+    # the rest in one pool of steps (one per group and chunk), so the cores stay busy across groups
+    parts, steps = [], []
     for g in engine.groups:
         if id(g) in done:
             continue
-        w = min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score on `window` bases
-        n_score = span + window - w  # scoring windows of length w inside the kept genomic windows
-        wc, _ = engine._steps(g, 1, w, n_score)
+        kept = any(g is f for f in fused)
+        w = window if kept else min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score
+        n = nwin if kept else span + window - w  # kept windows, or every scoring window of length w
+        if kept:
+            wc = max(1, _FUSED_BASES // step)
+        else:
+            wc = engine._steps(g, 1, w, n)[0]
         if batch_windows:
             wc = min(wc, batch_windows)
-        fwd = torch.empty(g.size, n_score, device=engine.device)
-        rev = torch.empty(int(g.rc_local.numel()), n_score, device=engine.device)
+        part = (g, w, kept, torch.empty(g.size, n, device=engine.device),
+                torch.empty(int(g.rc_local.numel()), n, device=engine.device))
+        parts.append(part)
+        steps.extend((part, i0, min(n, i0 + wc)) for i0 in range(0, n, wc))
 
-        def run(p0: int) -> None:  # called within this iteration: the loop's names are current
-            p1 = min(n_score, p0 + wc)
-            f, r = engine.window_scores(g, x, w, p0, p1)
-            fwd[:, p0:p1] = f[0].t()
-            rev[:, p0:p1] = r[0].t()
+    def run(job) -> None:
+        (g, w, kept, fwd, rev), i0, i1 = job
+        if kept:
+            f, r = engine.scores_fused(g, x, w, i0 * step, (i1 - 1) * step + 1, step)
+        else:
+            f, r = engine.window_scores(g, x, w, i0, i1)
+        fwd[:, i0:i1] = f[0].t()
+        rev[:, i0:i1] = r[0].t()
 
-        parallel_steps(run, range(0, n_score, wc), engine.device)
-        fwd = _over_window(fwd, window - w + 1, scoring.average, window)[:, ::step]
-        rev = _over_window(rev, window - w + 1, scoring.average, window)[:, ::step]
+    parallel_steps(run, steps, engine.device)
+    for g, w, kept, fwd, rev in parts:
+        if not kept:
+            fwd = _over_window(fwd, window - w + 1, scoring.average, window)[:, ::step]
+            rev = _over_window(rev, window - w + 1, scoring.average, window)[:, ::step]
         _store(g, fwd, rev, values, rc_won)
     values[gaps] = np.nan
     rc_won[gaps] = False
     return values, rc_won
-
-
-def _fused_values(engine: BankEngine, g, x: torch.Tensor, w: int, step: int, nwin: int,
-                  batch_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole-window scores of windows every `step` bp by the fused kernel: strands [G, nwin], [Grc, nwin]."""
-    per = max(1, _FUSED_BASES // step)
-    if batch_windows:
-        per = min(per, batch_windows)
-    fwd = torch.empty(g.size, nwin)
-    rev = torch.empty(int(g.rc_local.numel()), nwin)
-
-    def run(i0: int) -> None:
-        i1 = min(nwin, i0 + per)
-        f, r = engine.scores_fused(g, x, w, i0 * step, (i1 - 1) * step + 1, step)
-        fwd[:, i0:i1] = f[0].t()
-        rev[:, i0:i1] = r[0].t()
-
-    parallel_steps(run, range(0, nwin, per), engine.device)
-    return fwd, rev
 
 
 def _strided_values(engine: BankEngine, groups: list, codes: torch.Tensor, w: int, step: int, nwin: int,

@@ -8,7 +8,8 @@ computed (for an SNV in a 101-bp window and a 36-bp model window, 36 of the 66);
 are taken from the reference's per-window scores, which the reference pass yields anyway.
 The per-window scores come from `BankEngine.window_scores`, the same code `score` reduces,
 so the results equal `score_codes` on the two windows (max exactly; sums up to float
-rounding of the summation order).
+rounding of the summation order). On the CPU with the fused kernel (`pooling_native`) every
+window of both sequences is scored instead: that is faster there.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def score_pairs(engine: BankEngine, ref: np.ndarray, alt: np.ndarray, owner: np.
     dev = engine.device
     ref_t = torch.as_tensor(ref, dtype=torch.long, device=dev)
     alt_t = torch.as_tensor(alt, dtype=torch.long, device=dev)
+    if all(engine.fused_scores(g) for g in engine.groups):
+        # the fused CPU kernel scores every window of both sequences faster than the bookkeeping of
+        # sharing the reference's windows saves (measured: 0.68x with 16 models, 1.09x with 927)
+        both = engine.score(torch.cat([ref_t, alt_t]), options.window_size, options.average)
+        return both[:n].numpy(), both[n:].numpy()
     differs = alt != ref[owner]  # [k, L]
     any_diff = differs.any(1)
     first = np.where(any_diff, differs.argmax(1), 0)

@@ -393,10 +393,16 @@ def test_info_keys_windows_and_layout_choice():
 @pytest.mark.parametrize("options", [dict(), dict(average=True), dict(window_size=20), dict(window_size=150),
                                      dict(window_size=60, average=True)],
                          ids=["default", "average", "window20", "whole", "window60-average"])
-def test_pair_scores_equal_score_codes_on_real_windows(genome, models_engine, options):
+@pytest.mark.parametrize("kernel", [True, False])
+def test_pair_scores_equal_score_codes_on_real_windows(genome, models_engine, options, kernel, monkeypatch):
     """Taking an ALT's windows that miss its change from the REF pass changes no score:
-    real SNV, MNP, indel and unchanged alleles, under every scoring option."""
+    real SNV, MNP, indel and unchanged alleles, under every scoring option. With the fused CPU
+    kernel every window is scored instead; without it (as on a GPU) the REF's windows are shared."""
     from dbtools.encode import encode
+    from dbtools.forward import BankEngine
+
+    if not kernel:
+        monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
     from dbtools.pair_scores import score_pairs
     from dbtools.score import ScoreOptions, score_codes
 
@@ -434,10 +440,13 @@ def test_unsorted_input_gets_no_index(tmp_path, genome, vareffect):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_pair_scores_property_on_real_loci(genome, models_engine, data):
+def test_pair_scores_property_on_real_loci(genome, models_engine, data, monkeypatch):
     """Random real loci of the SNV file, random substitutions/indels at random offsets, random options:
-    the pairs path equals scoring every window separately."""
+    the pairs path (REF windows shared, as without the fused CPU kernel) equals scoring every window."""
     from dbtools.encode import encode
+    from dbtools.forward import BankEngine
+
+    monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
     from dbtools.pair_scores import score_pairs
     from dbtools.score import ScoreOptions, score_codes
 

@@ -85,8 +85,9 @@ def scan(
                                                                       "lacks (default: an error).")] = False,
     device: options.Device = "auto",
     precision: Annotated[str, typer.Option("--precision", metavar="fp32|bf16|fp16",
-                                           help="Arithmetic of the matrix products: fp32 (exact to 1e-4). "
-                                                "bf16/fp16 are not available yet.")] = "fp32",
+                                           help="Arithmetic of the windowed pass: fp32 (exact to 1e-4); fp16 "
+                                                "(within 2% of each model's score range) or bf16 (within 10%) "
+                                                "for speed on GPUs (on the CPU they are slower).")] = "fp32",
     chunk_size: Annotated[Optional[int], typer.Option(
         "--chunk-size", min=1, metavar="BP", help="Bases per chunk; memory grows with it "
                                                   "(default: 1 Mbp, less for large banks).")] = None,

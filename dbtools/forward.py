@@ -232,6 +232,18 @@ def _build_group(bank: Bank, members: list[int], device: torch.device) -> _Group
     )
 
 
+def _cast_group(g: _Group, dtype: torch.dtype) -> None:
+    """Hold a group's weights and tables in `dtype` (the torch path computes in it)."""
+    for name in ("weight", "threshold", "w1", "b1", "w2", "b2"):
+        if getattr(g, name) is not None:
+            setattr(g, name, getattr(g, name).to(dtype))
+    c = g.cuts
+    c.const, c.centred = c.const.to(dtype), c.centred.to(dtype)
+    c.tables = [[t.to(dtype) for t in chunk] for chunk in c.tables]
+    c.rows = [[t.to(dtype) for t in chunk] for chunk in c.rows]
+    g.strands = None
+
+
 def row_max(t: torch.Tensor) -> torch.Tensor:
     """t.amax(1) for [n, rows, width]. torch's amax over a middle dimension is 2-13x slower for
     widths from 3 to 64 that are not a multiple of 32 (measured: 4, 8, 16, 24, 28, 44, 48);
@@ -298,9 +310,13 @@ def _sliding_sum(v: torch.Tensor, n: int, out: torch.Tensor, dim: int = 1) -> No
 class BankEngine:
     """A bank compiled for batched evaluation on one device."""
 
-    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int | None = None):
+    def __init__(self, bank: Bank, device: str | torch.device = "cpu", budget: int | None = None,
+                 dtype: torch.dtype = torch.float32):
+        """`dtype` below float32 (bfloat16, float16) computes the windowed pass in it (the torch
+        path; the fused CPU kernel is float32): a speed lever on GPUs. Scores come out float32."""
         self.bank = bank
         self.device = torch.device(device)
+        self.dtype = dtype
         # a GPU wants large steps; on the CPU smaller blocks stay in cache
         self.budget = budget or (DEFAULT_BUDGET if self.device.type == "cpu" else _CUDA_BUDGET)
         by_arch: dict[tuple, list[int]] = {}
@@ -308,6 +324,9 @@ class BankEngine:
             a = model.info.arch
             by_arch.setdefault((a.detector_len, a.num_detectors, a.avg_pooling, a.num_hidden), []).append(i)
         self.groups = [_build_group(bank, members, self.device) for members in by_arch.values()]
+        if dtype != torch.float32:
+            for g in self.groups:
+                _cast_group(g, dtype)
 
     def __len__(self) -> int:
         return len(self.bank)
@@ -393,10 +412,11 @@ class BankEngine:
             else:
                 pooled = self._pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
                 f, r = self.scores_from_pooled(g, pooled)
+            f, r = f.float(), r.float()  # a no-op in float32; reduced precision is reduced in float32
             return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
         mx, mean = self._pooled(g, codes, w, p0, p1)  # [B, nw, F]
         f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
-        return f.t().reshape(B, nw, -1), r.t().reshape(B, nw, -1)
+        return f.t().reshape(B, nw, -1).float(), r.t().reshape(B, nw, -1).float()
 
     def scores_from_pooled(self, g: _Group, pooled: torch.Tensor, features: torch.Tensor | None = None):
         """Forward-strand [G, R] and reverse-strand [Grc, R] scores from pooled features
@@ -408,7 +428,7 @@ class BankEngine:
 
     def _conv(self, g: _Group, window_codes: torch.Tensor) -> torch.Tensor:
         """Rectified detector responses for [..., m] code windows: [..., F_live]."""
-        x = one_hot(window_codes).reshape(-1, 4 * g.m)
+        x = one_hot(window_codes).reshape(-1, 4 * g.m).to(g.weight.dtype)
         z = torch.addmm(g.threshold, x, g.weight).clamp_(min=0)
         return z.reshape(*window_codes.shape[:-1], -1)
 
@@ -454,7 +474,7 @@ class BankEngine:
         B, m = codes.shape[0], g.m
         F = g.weight.shape[1]
         step = max(1, self.budget // max(1, B * F))
-        mx = torch.zeros(B, p1 - p0, F, device=codes.device)
+        mx = torch.zeros(B, p1 - p0, F, device=codes.device, dtype=g.weight.dtype)
         sm = torch.zeros_like(mx) if g.avg else None
         for k, p in enumerate(range(p0, p1)):
             for s0 in range(p, p + w - m + 1, step):
@@ -482,15 +502,15 @@ class BankEngine:
         seg[:min(hi, L) - lo] = codes[:, lo:min(hi, L)].t()
         seg = seg.clamp_(max=N)  # PAD (all 0) and N both contribute 0 with centred weights
         kmer = kmer_index(seg, b, 0).reshape(-1)  # b-mer starting at q
-        x1 = one_hot(seg).reshape(-1, 4)  # the base at q
+        x1 = one_hot(seg).reshape(-1, 4).to(cuts.const.dtype)  # the base at q
         sr = p0 + w - m + 1  # first right filter start
 
         k = 2 if g.avg else 1
-        pooled = torch.empty(rows, k * F + 1, device=dev)
+        pooled = torch.empty(rows, k * F + 1, device=dev, dtype=cuts.const.dtype)
         pooled[:, -1] = 0
         acc = pooled[:, :F]
         total = pooled[:, F:2 * F] if g.avg else None
-        buf = torch.empty(rows * cuts.width, device=dev) if g.avg else None
+        buf = torch.empty(rows * cuts.width, device=dev, dtype=cuts.const.dtype) if g.avg else None
 
         def fold(val: torch.Tensor, c: int, n: int):
             a = acc[:, c:c + n]
@@ -593,7 +613,7 @@ class BankEngine:
     def _fused(g: _Group, codes: torch.Tensor) -> bool:
         """Whether the fused CPU kernel computes this group's pooled features (else `_pooled_cuts`)."""
         return (codes.device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
-                and pooling_native.library() is not None)
+                and g.weight.dtype == torch.float32 and pooling_native.library() is not None)
 
     def fused_scores(self, g: _Group) -> bool:
         """Whether `scores_fused` serves group g (CPU, kernel built, a shape the kernel's head takes)."""

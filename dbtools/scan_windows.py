@@ -61,7 +61,8 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
     fused = [g for g in whole if step > 1 and engine.fused_scores(g)]
     # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
-    strided = [g for g in whole if step >= STRIDED_MIN_STEP and all(g is not f for f in fused)]
+    strided = [g for g in whole if step >= STRIDED_MIN_STEP and all(g is not f for f in fused)
+               and engine.dtype == torch.float32]  # the strided path computes in float32 only
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)

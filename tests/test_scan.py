@@ -315,3 +315,37 @@ def test_cli_scan_writes_bigwigs_and_errors_in_one_line(tmp_path, small_genome):
     proc = dbtools("scan", str(fa), "-r", "-", "-m", "D00328.003", "-o", str(tmp_path / "o"), "--device", "cpu",
                    stdin=bed.read_text())
     assert_one_line_error(proc, 1, "-: line 1", "start 300 is after end 10")
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float16", 0.02), ("bfloat16", 0.10)])
+def test_reduced_precision_stays_within_its_stated_tolerance(genome, mixed, dtype, tolerance):
+    """--precision fp16 / bf16 (the torch path in that dtype) against fp32, on real chr20 with
+    N at a gap's edge: every value within `tolerance` of its model's score range there."""
+    import torch
+
+    sub, engine = mixed
+    low = BankEngine(sub, "cpu", dtype=getattr(torch, dtype))
+    assert all(g.strands is None and g.weight.dtype == getattr(torch, dtype) for g in low.groups)
+    start = N_EDGES[1] - 300
+    codes = encode(genome.fetch("20", start, start + 4000))
+    for opts in (ScoreOptions(), ScoreOptions(window_size=101), ScoreOptions(average=True)):
+        exact, _ = window_values(engine, codes, 101, 3, opts)
+        approx, _ = window_values(low, codes, 101, 3, opts)
+        assert approx.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(approx), np.isnan(exact))
+        spread = np.nanmax(exact, 0) - np.nanmin(exact, 0)
+        err = np.nanmax(np.abs(approx - exact), 0)
+        assert (err <= tolerance * spread).all(), (opts, err / spread)
+        assert (err > 0).any()  # it really ran in the lower precision
+
+
+def test_cli_scan_in_reduced_precision_warns_on_the_cpu(tmp_path, small_genome):
+    fa, _ = small_genome
+    out = tmp_path / "fp16.bedGraph"
+    proc = dbtools("scan", str(fa), "-m", "D00328.003", "--step", "10", "--format", "bedgraph", "--chroms", "chrB",
+                   "--precision", "fp16", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "--precision fp16 on the CPU" in proc.stderr
+    assert len(proc.stdout.splitlines()) > 10
+    proc = dbtools("scan", str(fa), "-m", "D00328.003", "--precision", "fp8", "--device", "cpu")
+    assert_one_line_error(proc, 2, "--precision 'fp8'", "fp32")

@@ -403,9 +403,9 @@ class BankEngine:
         reverse-complement models [B, nw, Grc].
         """
         B, nw = codes.shape[0], p1 - p0
+        if w >= g.m and g.strands is not None and self._fused(g, codes):  # any number of windows
+            return self.scores_fused(g, codes, w, p0, p1)
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
-            if self._fused(g, codes) and g.strands is not None:
-                return self.scores_fused(g, codes, w, p0, p1)
             if self._fused(g, codes):
                 feats = self._pooled_fused(g, codes, w, p0, p1)
                 f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))

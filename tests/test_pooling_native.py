@@ -30,6 +30,7 @@ def test_kernel_is_built_here(mixed):
     (101, None, False), (101, None, True),  # the default window int(1.5 m), many per sequence
     (150, 101, False), (150, 101, True),  # long windows, a few per sequence
     (40, 36, True), (64, 40, False),  # windows as long as the longest detector (36) and just above
+    (101, 101, False), (90, 500, True),  # whole sequences: one window each
 ])
 def test_fused_kernel_equals_torch_path(mixed, monkeypatch, length, window, average):
     sub, engine = mixed

@@ -63,15 +63,23 @@ def cache_dir() -> Path:
     return Path(base) / "dbtools"
 
 
+def _private(folder: Path) -> bool:
+    """Owned by this user and writable by no one else (what is loaded from it runs as code)."""
+    st = folder.stat()
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _build(cc: str) -> Path:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + cc.encode() + " ".join(FLAGS).encode() + _cpu().encode()).hexdigest()[:16]
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"dbtools-{os.getuid()}"):
         target = folder / f"pooling_kernel-{key}.so"
-        if target.exists():
-            return target
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(folder):
+                continue  # a library others could have written is never loaded
+            if target.exists():
+                return target
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
             os.close(fd)
         except OSError:

@@ -106,3 +106,16 @@ def test_kernel_without_fused_heads_equals_torch_path(mixed, monkeypatch):
             mp.setattr(BankEngine, "_fused", staticmethod(lambda g, c: False))
             plain = engine.score(codes, window, average).numpy()
         np.testing.assert_allclose(features, plain, rtol=1e-5, atol=2e-5)
+
+
+def test_a_cache_others_can_write_is_not_used(monkeypatch, tmp_path):
+    """The compiled kernel is code: a cache folder writable by others is passed over."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setattr(pooling_native, "_state", {})
+    monkeypatch.setenv("DBTOOLS_CACHE", str(shared))
+    monkeypatch.setattr(pooling_native.tempfile, "gettempdir", lambda: str(tmp_path / "private"))
+    assert pooling_native.library() is not None
+    assert not list(shared.iterdir())
+    assert list((tmp_path / "private").glob("dbtools-*/pooling_kernel-*.so"))

@@ -4,7 +4,9 @@ Windowed scoring on the CPU spends most of its time on edge cuts, 2(m-1) partial
 base and detector. As torch operations each of them streams through memory; the kernel keeps
 them in registers. It is compiled once per machine with the system C compiler (`$CC`, else
 `cc`) into a cache folder (`$DBTOOLS_CACHE`, else `$XDG_CACHE_HOME/dbtools`, else
-`~/.cache/dbtools`). Without a working compiler, or with `DBTOOLS_NATIVE=0`, `library()` is
+`~/.cache/dbtools`; if that is not usable, `dbtools-<uid>` in the temporary folder). The
+library runs as code, so it is only built in and loaded from a folder this user owns and no
+one else can write. Without a working compiler, or with `DBTOOLS_NATIVE=0`, `library()` is
 None and the engine keeps its torch path (same values, slower); a note says so once on stderr.
 """
 

@@ -59,9 +59,9 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     whole = [g for g in engine.groups
              if window >= g.m and min(scoring.window_size or int(1.5 * g.m), window) == window]
     # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
-    fused = [g for g in whole if step > 1 and engine.fused_scores(g)]
+    fused = {id(g) for g in whole if step > 1 and engine.fused_scores(g)}
     # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
-    strided = [g for g in whole if step >= STRIDED_MIN_STEP and all(g is not f for f in fused)
+    strided = [g for g in whole if step >= STRIDED_MIN_STEP and id(g) not in fused
                and engine.dtype == torch.float32]  # the strided path computes in float32 only
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
@@ -72,7 +72,7 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     for g in engine.groups:
         if id(g) in done:
             continue
-        kept = any(g is f for f in fused)
+        kept = id(g) in fused
         w = window if kept else min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score
         n = nwin if kept else span + window - w  # kept windows, or every scoring window of length w
         if kept:

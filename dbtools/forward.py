@@ -403,10 +403,10 @@ class BankEngine:
         reverse-complement models [B, nw, Grc].
         """
         B, nw = codes.shape[0], p1 - p0
-        if w >= g.m and g.strands is not None and self._fused(g, codes):  # any number of windows
+        if w >= g.m and g.strands is not None and self._fused(g, codes.device):  # any number of windows
             return self.scores_fused(g, codes, w, p0, p1)
         if self._use_cuts(g, w, codes.shape[1] - w + 1):
-            if self._fused(g, codes):
+            if self._fused(g, codes.device):
                 feats = self._pooled_fused(g, codes, w, p0, p1)
                 f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
             else:
@@ -610,14 +610,14 @@ class BankEngine:
         return pooled
 
     @staticmethod
-    def _fused(g: _Group, codes: torch.Tensor) -> bool:
+    def _fused(g: _Group, device: torch.device) -> bool:
         """Whether the fused CPU kernel computes this group's pooled features (else `_pooled_cuts`)."""
-        return (codes.device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
+        return (device.type == "cpu" and g.m <= pooling_native.MAX_DETECTOR_LEN
                 and g.weight.dtype == torch.float32 and pooling_native.library() is not None)
 
     def fused_scores(self, g: _Group) -> bool:
         """Whether `scores_fused` serves group g (CPU, kernel built, a shape the kernel's head takes)."""
-        return g.strands is not None and self._fused(g, torch.empty(0, dtype=torch.long, device=self.device))
+        return g.strands is not None and self._fused(g, self.device)
 
     def scores_fused(self, g: _Group, codes: torch.Tensor, w: int, p0: int, p1: int, step: int = 1):
         """Scores of windows starting at p0, p0 + step, ... < p1 (w >= m each), the whole network in

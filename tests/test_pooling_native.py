@@ -23,7 +23,7 @@ def test_kernel_is_built_here(mixed):
     """CI machines have a C compiler: the fast path must really be the one under test."""
     assert pooling_native.library() is not None
     _, engine = mixed
-    assert all(engine._fused(g, torch.zeros(1, 1, dtype=torch.long)) for g in engine.groups)
+    assert all(engine._fused(g, torch.device("cpu")) for g in engine.groups)
 
 
 @pytest.mark.parametrize("length, window, average", [
@@ -40,7 +40,7 @@ def test_fused_kernel_equals_torch_path(mixed, monkeypatch, length, window, aver
     codes[2, :] = N  # all N
     codes[3, -7:] = N  # N at the end
     fused = engine.score(codes, window, average).numpy()
-    monkeypatch.setattr(BankEngine, "_fused", staticmethod(lambda g, c: False))
+    monkeypatch.setattr(BankEngine, "_fused", staticmethod(lambda g, device: False))
     plain = engine.score(codes, window, average).numpy()
     np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=2e-5)
 
@@ -103,7 +103,7 @@ def test_kernel_without_fused_heads_equals_torch_path(mixed, monkeypatch):
     for window, average in ((None, False), (None, True), (101, False)):
         features = engine.score(codes, window, average).numpy()
         with monkeypatch.context() as mp:
-            mp.setattr(BankEngine, "_fused", staticmethod(lambda g, c: False))
+            mp.setattr(BankEngine, "_fused", staticmethod(lambda g, device: False))
             plain = engine.score(codes, window, average).numpy()
         np.testing.assert_allclose(features, plain, rtol=1e-5, atol=2e-5)
 

@@ -28,7 +28,8 @@ import torch
 SOURCE = Path(__file__).with_name("pooling_kernel.c")
 MAX_DETECTOR_LEN = 64  # MAXM in the kernel: longer detectors take the torch path
 FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared")
-
+LANES = 16  # detector columns per kernel tile: a fused head needs one model strand per tile
+MAX_HIDDEN = 64  # hidden units a fused head takes (a multiple of LANES)
 
 
 @dataclass
@@ -117,10 +118,6 @@ def library():
                       "using the slower torch path (set CC to a C compiler to fix)", file=sys.stderr)
                 _state["lib"] = None
         return _state["lib"]
-
-
-LANES = 16  # detector columns per kernel tile: a fused head needs one model strand per tile
-MAX_HIDDEN = 64  # hidden units a fused head takes (a multiple of LANES)
 
 
 def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Tensor, out: torch.Tensor,

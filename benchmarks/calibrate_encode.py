@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--detector-lens", default=",".join(map(str, Protocol.detector_lens)),
                     help="detector lengths shared out among the trials, e.g. 10,16 (default: the protocol's)")
+    ap.add_argument("--sets", default="", help="only these sets, by name prefix, comma-separated (e.g. ARID3A,CTCFL); "
+                    "trials and folds are drawn by a set's place in the run, so only leading sets draw as in a full run")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--encode", type=Path, default=ENCODE)
     ap.add_argument("--save", type=Path, help="write the calibration (JSON) and the final bank to this folder")
@@ -57,6 +59,10 @@ def main() -> None:
     device = torch.device(args.device)
     with open(args.encode / "paper_aucs.tsv") as fh:
         paper = list(csv.DictReader(fh, delimiter="\t"))
+    if args.sets:
+        paper = [r for r in paper if r["dataset"].startswith(tuple(args.sets.split(",")))]
+        if not paper:
+            ap.error(f"--sets {args.sets}: no such set in {args.encode}")
     rows = "1:500" if args.protocol == "a" else None
     specs = [ModelSpec(id=r["dataset"], protein=r["dataset"].split("_")[0],
                        train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows=rows, hyper=Hyper())

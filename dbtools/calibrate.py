@@ -78,17 +78,15 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(10 ** rng.uniform(math.log10(lo), math.log10(hi)))
 
 
-SAMPLED = ("learning_rate", "momentum", "init_conv", "init_fc", "l1_conv", "l1_fc", "dropout", "num_hidden")
-
-
 def sample_trials(n: int, rng: np.random.Generator, base: Hyper, fixed: dict,
                   lengths: tuple[int, ...] = ()) -> list[Hyper]:
     """`n` hyperparameter sets drawn as DeepBind's calibration draws them; even trials have
-    no hidden layer, odd ones 32 units; trial i has detector length lengths[(i // 2) % len]
-    (if given). Values in `fixed` (from the spec) are kept as given."""
-    out = []
+    no hidden layer, odd ones 32 units, whose output layer draws its own init scale and L1
+    (the original's M2 draws each fully connected layer's); trial i has detector length
+    lengths[(i // 2) % len] (if given). Values in `fixed` (from the spec) are kept as given."""
+    drawn = []
     for i in range(n):
-        drawn = {
+        drawn.append({
             "learning_rate": _log_uniform(rng, 5e-4, 5e-2),
             "momentum": 0.95 + 0.04 * math.sqrt(rng.uniform()),
             "init_conv": _log_uniform(rng, 1e-7, 1e-3),
@@ -97,11 +95,12 @@ def sample_trials(n: int, rng: np.random.Generator, base: Hyper, fixed: dict,
             "l1_fc": _log_uniform(rng, 1e-10, 1e-3),
             "dropout": float(rng.choice([0.0, 0.0, 0.25, 0.5])),
             "num_hidden": 0 if i % 2 == 0 else 32,
-        }
+        })
         if lengths:
-            drawn["detector_len"] = lengths[(i // 2) % len(lengths)]
-        out.append(replace(base, **(drawn | fixed)))
-    return out
+            drawn[-1]["detector_len"] = lengths[(i // 2) % len(lengths)]
+    for d in drawn[1::2]:  # drawn after all the others, which stay those of a single-draw stream
+        d |= {"init_out": _log_uniform(rng, 1e-5, 1e-2), "l1_out": _log_uniform(rng, 1e-10, 1e-3)}
+    return [replace(base, **(d | fixed)) for d in drawn]
 
 
 def _model_seed(seed: int, protein: int, trial: int, fold: int, stage: int) -> int:

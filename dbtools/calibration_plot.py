@@ -9,7 +9,8 @@ from .atomic import atomic_path
 
 # (name, log scale) of the sampled hyperparameters, in the order of the panels
 PANELS = (("learning_rate", True), ("momentum", False), ("init_conv", True), ("init_fc", True),
-          ("l1_conv", True), ("l1_fc", True), ("dropout", False), ("num_hidden", False))
+          ("l1_conv", True), ("l1_fc", True), ("init_out", True), ("l1_out", True), ("dropout", False),
+          ("num_hidden", False))
 
 
 def _best(values: list) -> float:
@@ -27,15 +28,19 @@ def plot_protein(entry: dict, path: str | Path) -> None:
     metric = entry["metric"].upper() if entry["metric"] == "auc" else entry["metric"].capitalize()
     chosen = entry["choice"]["trial"]
     scores = [_best(t["mean_val_metric"]) for t in entry["trials"]]
-    fig, axes = plt.subplots(3, 3, figsize=(11, 9))
+    fig, axes = plt.subplots(4, 3, figsize=(11, 12))
     for ax, (name, log) in zip(axes.flat, PANELS):
-        xs = [h[name] for h in entry["hyperparameters"]]
-        colours = ["tab:red" if t == chosen else "tab:blue" for t in range(len(xs))]
-        ax.scatter(xs, scores, c=colours, s=22)
-        if log:
+        # init_out and l1_out exist only for trials with a hidden layer (older reports lack them)
+        shown = [t for t, h in enumerate(entry["hyperparameters"]) if h.get(name) is not None]
+        xs = [entry["hyperparameters"][t][name] for t in shown]
+        colours = ["tab:red" if t == chosen else "tab:blue" for t in shown]
+        ax.scatter(xs, [scores[t] for t in shown], c=colours, s=22)
+        if log and xs:
             ax.set_xscale("log")
         ax.set_xlabel(name)
         ax.set_ylabel(f"best CV {metric}")
+    for ax in axes.flat[len(PANELS):-1]:
+        ax.axis("off")
     ax = axes.flat[-1]
     trial = entry["trials"][chosen]
     for fold in trial["folds"]:

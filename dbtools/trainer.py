@@ -39,6 +39,10 @@ class Hyper:
     init_fc: float = 1e-2
     l1_conv: float = 1e-6
     l1_fc: float = 1e-6
+    # the output layer of a model with a hidden layer has its own draws, as in the original's M2
+    # (None: the same as the hidden layer's init_fc / l1_fc)
+    init_out: float | None = None
+    l1_out: float | None = None
     dropout: float = 0.5
     num_hidden: int = 0
     detector_len: int = 16
@@ -202,10 +206,11 @@ class GroupParams:
         self.lr = col([t.hyper.for_task(t.classification).learning_rate for t in tasks])
         self.mom = col([t.hyper.momentum for t in tasks])
         fc = [t.hyper.l1_fc for t in tasks]
+        out = [t.hyper.l1_fc if t.hyper.l1_out is None else t.hyper.l1_out for t in tasks]
         self.l1 = {"detectors": col([t.hyper.l1_conv for t in tasks]),
                    "linear_w": col([0.0 if f else c for f, c in zip(flags, fc)]),
                    "weights1": col([c if f else 0.0 for f, c in zip(flags, fc)]),
-                   "weights2": col([c if f else 0.0 for f, c in zip(flags, fc)])}
+                   "weights2": col([c if f else 0.0 for f, c in zip(flags, out)])}
         self.dropout = col([t.hyper.dropout for t in tasks])
         self.rc = torch.tensor([t.reverse_complement for t in tasks], device=device)
 
@@ -218,7 +223,8 @@ class GroupParams:
         own = {"detectors": (h.init_conv, shapes["detectors"]), "thresholds": (0.0, shapes["thresholds"])}
         if h.num_hidden:
             own |= {"weights1": (h.init_fc, (nf, h.num_hidden)), "biases1": (0.0, (h.num_hidden,)),
-                    "weights2": (h.init_fc, (h.num_hidden,)), "biases2": (0.0, ())}
+                    "weights2": (h.init_fc if h.init_out is None else h.init_out, (h.num_hidden,)),
+                    "biases2": (0.0, ())}
         else:
             own |= {"linear_w": (h.init_fc, (nf,)), "linear_b": (0.0, ())}
         out = {k: np.zeros(shape, dtype=np.float32) for k, shape in shapes.items()}

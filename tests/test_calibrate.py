@@ -35,6 +35,14 @@ def test_trials_are_drawn_from_the_published_ranges():
         if name != "momentum":  # log-uniform: the median sits near the geometric middle
             assert abs(np.log10(np.median(v)) - (math.log10(lo) + math.log10(hi)) / 2) < 0.1 * math.log10(hi / lo)
     assert {t.dropout for t in trials} == {0.1} and {t.detector_len for t in trials} == {12}
+    # the hidden models' output layer: its own draws, from the fully connected ranges (the original's M2)
+    hidden, plain = trials[1::2], trials[::2]
+    assert {t.init_out for t in plain} == {None} and {t.l1_out for t in plain} == {None}
+    for name, lo, hi in (("init_out", 1e-5, 1e-2), ("l1_out", 1e-10, 1e-3)):
+        v = np.array([getattr(t, name) for t in hidden])
+        assert v.min() >= lo and v.max() <= hi, name
+        assert abs(np.log10(np.median(v)) - (math.log10(lo) + math.log10(hi)) / 2) < 0.15 * math.log10(hi / lo)
+    assert not any(t.init_out == t.init_fc or t.l1_out == t.l1_fc for t in hidden)
     free = sample_trials(400, np.random.default_rng(1), Hyper(), {})
     share = np.mean([t.dropout == 0 for t in free])
     assert 0.4 < share < 0.6 and {t.dropout for t in free} == {0.0, 0.25, 0.5}

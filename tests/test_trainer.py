@@ -191,3 +191,15 @@ def test_the_l1_penalty_starts_after_the_first_hundred_steps_as_in_the_original(
         res = train_group(tasks, None, steps=steps, checkpoint_every=steps, device=CPU, batch_size=8)
         a, b = res.params.model_arrays(0), res.params.model_arrays(1)
         assert all(np.array_equal(a[k], b[k]) for k in a) == same
+
+
+def test_the_output_layer_of_a_hidden_model_has_its_own_init_scale_and_l1():
+    shared = Hyper(detector_len=8, num_hidden=32, init_conv=0.1, init_fc=0.1, l1_fc=1e-3)
+    own = Hyper(detector_len=8, num_hidden=32, init_conv=0.1, init_fc=0.1, l1_fc=1e-3, init_out=1e-4, l1_out=1e-8)
+    same = Hyper(detector_len=8, num_hidden=32, init_conv=0.1, init_fc=0.1, l1_fc=1e-3, init_out=0.1, l1_out=1e-3)
+    params = GroupParams([make_task(3, hyper=h) for h in (shared, own, same)], CPU)
+    w2 = params.params["weights2"].detach()
+    assert torch.equal(w2[0], w2[2]) and torch.allclose(w2[1], w2[0] * 1e-3)  # the same draws, rescaled
+    assert torch.equal(params.params["weights1"][0], params.params["weights1"][1])
+    assert params.l1["weights2"].tolist() == pytest.approx([1e-3, 1e-8, 1e-3])
+    assert params.l1["weights1"].tolist() == pytest.approx([1e-3, 1e-3, 1e-3])

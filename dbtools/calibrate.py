@@ -100,6 +100,9 @@ def sample_trials(n: int, rng: np.random.Generator, base: Hyper, fixed: dict,
             drawn[-1]["detector_len"] = lengths[(i // 2) % len(lengths)]
     for d in drawn[1::2]:  # drawn after all the others, which stay those of a single-draw stream
         d |= {"init_out": _log_uniform(rng, 1e-5, 1e-2), "l1_out": _log_uniform(rng, 1e-10, 1e-3)}
+        for layer, out in (("init_fc", "init_out"), ("l1_fc", "l1_out")):
+            if layer in fixed:  # a spec that fixes the fully connected value fixes both layers' (unless it sets both)
+                d[out] = None
     return [replace(base, **(d | fixed)) for d in drawn]
 
 

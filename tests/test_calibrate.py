@@ -43,6 +43,11 @@ def test_trials_are_drawn_from_the_published_ranges():
         assert v.min() >= lo and v.max() <= hi, name
         assert abs(np.log10(np.median(v)) - (math.log10(lo) + math.log10(hi)) / 2) < 0.15 * math.log10(hi / lo)
     assert not any(t.init_out == t.init_fc or t.l1_out == t.l1_fc for t in hidden)
+    # a spec that fixes init_fc fixes the output layer's too, unless it also sets init_out
+    fixed = sample_trials(4, np.random.default_rng(0), Hyper(init_fc=0.05), {"init_fc": 0.05})
+    assert fixed[1].init_out is None and fixed[1].l1_out is not None
+    both = sample_trials(4, np.random.default_rng(0), Hyper(), {"init_fc": 0.05, "init_out": 0.002})
+    assert both[1].init_out == 0.002 and both[0].init_out == 0.002
     free = sample_trials(400, np.random.default_rng(1), Hyper(), {})
     share = np.mean([t.dropout == 0 for t in free])
     assert 0.4 < share < 0.6 and {t.dropout for t in free} == {0.0, 0.25, 0.5}

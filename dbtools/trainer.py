@@ -51,6 +51,16 @@ class Hyper:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def output_init(self) -> float:
+        """Init scale of a hidden model's output layer."""
+        return self.init_fc if self.init_out is None else self.init_out
+
+    @property
+    def output_l1(self) -> float:
+        """L1 of a hidden model's output layer."""
+        return self.l1_fc if self.l1_out is None else self.l1_out
+
     def for_task(self, classification: bool) -> "Hyper":
         """These hyperparameters with the task's default learning rate filled in."""
         if self.learning_rate is not None:
@@ -206,7 +216,7 @@ class GroupParams:
         self.lr = col([t.hyper.for_task(t.classification).learning_rate for t in tasks])
         self.mom = col([t.hyper.momentum for t in tasks])
         fc = [t.hyper.l1_fc for t in tasks]
-        out = [t.hyper.l1_fc if t.hyper.l1_out is None else t.hyper.l1_out for t in tasks]
+        out = [t.hyper.output_l1 for t in tasks]
         self.l1 = {"detectors": col([t.hyper.l1_conv for t in tasks]),
                    "linear_w": col([0.0 if f else c for f, c in zip(flags, fc)]),
                    "weights1": col([c if f else 0.0 for f, c in zip(flags, fc)]),
@@ -223,8 +233,7 @@ class GroupParams:
         own = {"detectors": (h.init_conv, shapes["detectors"]), "thresholds": (0.0, shapes["thresholds"])}
         if h.num_hidden:
             own |= {"weights1": (h.init_fc, (nf, h.num_hidden)), "biases1": (0.0, (h.num_hidden,)),
-                    "weights2": (h.init_fc if h.init_out is None else h.init_out, (h.num_hidden,)),
-                    "biases2": (0.0, ())}
+                    "weights2": (h.output_init, (h.num_hidden,)), "biases2": (0.0, ())}
         else:
             own |= {"linear_w": (h.init_fc, (nf,)), "linear_b": (0.0, ())}
         out = {k: np.zeros(shape, dtype=np.float32) for k, shape in shapes.items()}

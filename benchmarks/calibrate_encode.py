@@ -24,18 +24,38 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.bank import save_bank  # noqa: E402
-from dbtools.calibrate import Protocol, calibrate, final_models, write_json  # noqa: E402
+from dbtools.bank import load_bank, save_bank  # noqa: E402
+from dbtools.calibrate import Protocol, calibrate, final_models, read_json, write_json  # noqa: E402
 from dbtools.datasets import read_dataset  # noqa: E402
 from dbtools.encode import encode_all  # noqa: E402
 from dbtools.evaluate import bank_scores  # noqa: E402
-from dbtools.metrics import auc  # noqa: E402
+from dbtools.metrics import auc_delong  # noqa: E402
 from dbtools.score import ScoreOptions  # noqa: E402
 from dbtools.select import open_selected  # noqa: E402
 from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
 from dbtools.trainer import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
+
+
+def run(args, specs: list[ModelSpec], protocol: Protocol, device: torch.device):
+    """Calibrate and train the final models, timed; save them if asked."""
+    t = time.perf_counter()
+    state = (lambda name: args.state / name) if args.state else (lambda name: None)
+    doc = calibrate(specs, DataOptions(), protocol, device, state_folder=state(f"calibration_{args.protocol}"),
+                    resume=args.resume)
+    t_cal = time.perf_counter() - t
+    bank = final_models(doc, device, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
+    wall = time.perf_counter() - t
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        write_json(doc, args.save / f"calibration_{args.protocol}.json")
+        save_bank(bank, args.save / f"final_{args.protocol}.bank")
+    n_models = len(specs) * (args.trials * args.folds + args.final_trials)
+    print(f"protocol ({args.protocol}): {len(specs)} proteins x ({args.trials} trials x {args.folds} folds + "
+          f"{args.final_trials} final) = {n_models} models, {args.max_steps} steps; calibration {t_cal:.0f} s, "
+          f"total {wall:.0f} s on {device}")
+    return doc, bank
 
 
 def main() -> None:
@@ -57,6 +77,8 @@ def main() -> None:
     ap.add_argument("--state", type=Path, help="keep resumable training state in this folder (saved at every "
                     "checkpoint), so a long run can be continued with --resume")
     ap.add_argument("--resume", action="store_true", help="continue from the state in --state")
+    ap.add_argument("--evaluate", type=Path, help="train nothing: score the calibration and bank that --save wrote "
+                    "to this folder")
     args = ap.parse_args()
     device = torch.device(args.device)
     with open(args.encode / "paper_aucs.tsv") as fh:
@@ -69,48 +91,49 @@ def main() -> None:
     specs = [ModelSpec(id=r["dataset"], protein=r["dataset"].split("_")[0],
                        train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows=rows, hyper=Hyper())
              for r in paper]
+    if args.resume and args.state is None:
+        ap.error("--resume needs --state")
     protocol = Protocol(trials=args.trials, folds=args.folds, final_trials=args.final_trials, steps=args.max_steps,
                         checkpoint_every=args.checkpoint_every, seed=args.seed,
                         detector_lens=tuple(int(v) for v in args.detector_lens.split(",") if v))
-    t = time.perf_counter()
-    if args.resume and args.state is None:
-        ap.error("--resume needs --state")
-    state = (lambda name: args.state / name) if args.state else (lambda name: None)
-    doc = calibrate(specs, DataOptions(), protocol, device, state_folder=state(f"calibration_{args.protocol}"),
-                    resume=args.resume)
-    t_cal = time.perf_counter() - t
-    bank = final_models(doc, device, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
-    wall = time.perf_counter() - t
-    if args.save:
-        args.save.mkdir(parents=True, exist_ok=True)
-        write_json(doc, args.save / f"calibration_{args.protocol}.json")
-        save_bank(bank, args.save / f"final_{args.protocol}.bank")
-    n_models = len(specs) * (args.trials * args.folds + args.final_trials)
-    print(f"protocol ({args.protocol}): {len(specs)} proteins x ({args.trials} trials x {args.folds} folds + "
-          f"{args.final_trials} final) = {n_models} models, {args.max_steps} steps; calibration {t_cal:.0f} s, "
-          f"total {wall:.0f} s on {device}")
+    if args.evaluate:
+        doc = read_json(args.evaluate / f"calibration_{args.protocol}.json")
+        bank = load_bank(args.evaluate / f"final_{args.protocol}.bank")
+        if [p["id"] for p in doc["proteins"]] != [s.id for s in specs]:
+            ap.error(f"--evaluate {args.evaluate}: its proteins are not the sets asked for (see --sets)")
+        print(f"protocol ({args.protocol}): evaluating {args.evaluate}, {doc['protocol']['steps']} steps, "
+              f"seed {doc['protocol']['seed']}")
+    else:
+        doc, bank = run(args, specs, protocol, device)
     key = "paper_auc_trained_on_A" if args.protocol == "a" else "paper_auc_trained_on_AC"
-    print(f"dataset\tpaper_A\tpaper_AC\tpublished_whole\tours\tcv_auc\ttrial\thidden\tsteps")
-    ours_all, paper_all, pub_all = [], [], []
+    print(f"dataset\tpaper_A\tpaper_AC\tpublished_whole\tours\tours_se\tcv_auc\ttrial\thidden\tsteps")
+    ours_all, paper_all, pub_all, covs = [], [], [], []
     for j, r in enumerate(paper):
         test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
         codes = encode_all(test.sequences, r["dataset"])
-        ours = auc(test.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0])
+        mine = bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0]
         whole = ScoreOptions(window_size=max(len(c) for c in codes))
-        pub = auc(test.targets, bank_scores(open_selected(None, [r["published_model_id"]]), codes,
-                                            whole, device)[:, 0])
+        published = bank_scores(open_selected(None, [r["published_model_id"]]), codes, whole, device)[:, 0]
+        (ours, pub), cov = auc_delong(test.targets, np.stack([mine, published]))
         c = doc["proteins"][j]["choice"]
         ours_all.append(ours)
         pub_all.append(pub)
+        covs.append(cov)
         paper_all.append(float(r[key]))
         print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
-              f"\t{pub:.4f}\t{ours:.4f}\t{c['cv_metric']:.4f}\t{c['trial']}\t{c['hyperparameters']['num_hidden']}"
-              f"\t{c['step']}")
+              f"\t{pub:.4f}\t{ours:.4f}\t{np.sqrt(cov[0, 0]):.4f}\t{c['cv_metric']:.4f}\t{c['trial']}"
+              f"\t{c['hyperparameters']['num_hidden']}\t{c['step']}")
     at_or_above = sum(o >= p for o, p in zip(ours_all, paper_all))
     print(f"mean: ours {np.mean(ours_all):.4f}, paper ({key}) {np.mean(paper_all):.4f}, published models "
           f"{np.mean(pub_all):.4f}; "
           f"at or above the paper on {at_or_above} of {len(paper_all)}")
-
+    # the test sets are independent, so the variance of a mean over sets is the sum of theirs / k^2
+    k = len(covs)
+    se_mean = np.sqrt(sum(c[0, 0] for c in covs)) / k
+    se_diff = np.sqrt(sum(c[0, 0] + c[1, 1] - 2 * c[0, 1] for c in covs)) / k
+    print(f"standard errors (DeLong, over the test sets): ours {np.mean(ours_all):.4f} +- {se_mean:.4f}, "
+          f"{(np.mean(ours_all) - np.mean(paper_all)) / se_mean:+.2f} SE from the paper's mean; "
+          f"ours - published models {np.mean(ours_all) - np.mean(pub_all):+.4f} +- {se_diff:.4f} (paired)")
 
 if __name__ == "__main__":
     main()

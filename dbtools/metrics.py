@@ -1,4 +1,5 @@
-"""Evaluation metrics: AUC and AUPRC for classification, Pearson and Spearman for regression."""
+"""Evaluation metrics: AUC (with DeLong's standard errors) and AUPRC for classification, Pearson
+and Spearman for regression."""
 
 from __future__ import annotations
 
@@ -26,6 +27,30 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
         return float("nan")
     r = _ranks(np.asarray(scores, dtype=np.float64))
     return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_delong(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs of several scorings of the same examples and their covariance matrix (DeLong et al.
+    1988), so that a difference in AUC can be weighed against its standard error.
+
+    `scores` is (k, n): k scorings of n examples. Returns (aucs (k,), covariance (k, k)).
+    """
+    labels = np.asarray(labels) > 0.5
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    m, n = int(labels.sum()), int((~labels).sum())
+    if m < 2 or n < 2:
+        raise ValueError("DeLong's covariance needs at least 2 positives and 2 negatives")
+    # structural components: for each positive, the share of negatives it outranks (ties half);
+    # for each negative, the share of positives that outrank it
+    v10 = np.empty((len(scores), m))
+    v01 = np.empty((len(scores), n))
+    for k, s in enumerate(scores):
+        r = _ranks(s)
+        v10[k] = (r[labels] - _ranks(s[labels])) / n
+        v01[k] = 1.0 - (r[~labels] - _ranks(s[~labels])) / m
+    aucs = v10.mean(axis=1)
+    cov = np.atleast_2d(np.cov(v10, ddof=1)) / m + np.atleast_2d(np.cov(v01, ddof=1)) / n
+    return aucs, cov
 
 
 def auprc(labels: np.ndarray, scores: np.ndarray) -> float:

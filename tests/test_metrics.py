@@ -64,7 +64,7 @@ def test_delong_standard_error_near_the_bootstrap():
     rng = np.random.default_rng(5)
     labels = np.r_[np.ones(300, bool), np.zeros(300, bool)]
     scores = rng.normal(size=600) + 1.2 * labels
-    (a,), cov = auc_delong(labels, scores)
+    _, cov = auc_delong(labels, scores)
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
     boot = [auc(labels[idx], scores[idx]) for idx in
             (np.r_[rng.choice(pos, 300), rng.choice(neg, 300)] for _ in range(400))]

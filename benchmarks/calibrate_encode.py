@@ -135,5 +135,6 @@ def main() -> None:
           f"{(np.mean(ours_all) - np.mean(paper_all)) / se_mean:+.2f} SE from the paper's mean; "
           f"ours - published models {np.mean(ours_all) - np.mean(pub_all):+.4f} +- {se_diff:.4f} (paired)")
 
+
 if __name__ == "__main__":
     main()

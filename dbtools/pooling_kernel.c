@@ -44,17 +44,24 @@ static inline __attribute__((always_inline)) vf vmax(vf a, vf b)
 }
 #endif
 
+/* A loop over detector rows: fully unrolled where m is a compile-time constant (the copy of the
+ * passes for that length, whose slots then live in registers), a plain loop otherwise (unrolling
+ * a loop of unknown length 65 times costs the compiler minutes and gains nothing). */
+#define ROWS(head, ...) do { \
+        if (__builtin_constant_p(m)) { _Pragma("GCC unroll 65") for head { __VA_ARGS__ } } \
+        else { for head { __VA_ARGS__ } } \
+    } while (0)
+
 /* max (and sum of max(0, .)) of r[1..m-1] in four independent chains, not one serial chain */
 static inline __attribute__((always_inline)) vf max_cuts(const vf *r, const int m, const int sum, vf *total)
 {
     const vf zero = {0};
     vf e[4] = {r[1], r[1], r[1], r[1]}, s[4] = {zero, zero, zero, zero};
-#pragma GCC unroll 65
-    for (int k = 1; k < m; k++) {
+    ROWS((int k = 1; k < m; k++), {
         e[k & 3] = vmax(e[k & 3], r[k]);
         if (sum)
             s[k & 3] += vmax(r[k], zero);
-    }
+    });
     if (sum)
         *total = (s[0] + s[1]) + (s[2] + s[3]);
     return vmax(vmax(e[0], e[1]), vmax(e[2], e[3]));
@@ -71,14 +78,10 @@ static inline __attribute__((always_inline)) void left_pass(
     int64_t phase = (hi - 1 - lo) % step;  /* (t - lo) % step */
     vf r[MAXM + 1];
     const vf zero = {0};
-#pragma GCC unroll 65
-    for (int k = 0; k < m; k++)
-        r[k] = ct;
+    ROWS((int k = 0; k < m; k++), r[k] = ct;);
     for (int64_t t = hi - 1; t >= lo; t--) {
         const vf *row = wt + x[t];  /* wt[k * 5 + code] */
-#pragma GCC unroll 65
-        for (int k = 0; k < m - 1; k++)
-            r[k] = r[k + 1] + row[k * 5];
+        ROWS((int k = 0; k < m - 1; k++), r[k] = r[k + 1] + row[k * 5];);
         r[m - 1] = ct + row[(m - 1) * 5];
         const int64_t i = t - lo;
         if (t <= hi - m)
@@ -105,14 +108,10 @@ static inline __attribute__((always_inline)) void right_pass(
     int64_t phase = ((lo - end0) % step + step) % step;  /* (t - end0) mod step */
     vf r[MAXM + 1];
     const vf zero = {0};
-#pragma GCC unroll 65
-    for (int l = 0; l <= m; l++)
-        r[l] = ct;
+    ROWS((int l = 0; l <= m; l++), r[l] = ct;);
     for (int64_t t = lo; t < hi; t++) {
         const vf *row = wt + x[t];
-#pragma GCC unroll 65
-        for (int l = m - 1; l >= 2; l--)
-            r[l] = r[l - 1] + row[(l - 1) * 5];
+        ROWS((int l = m - 1; l >= 2; l--), r[l] = r[l - 1] + row[(l - 1) * 5];);
         r[1] = ct + row[0];
         const int64_t i = t - end0;
         if (i >= 0 && i < nt && m > 1 && phase == 0) {
@@ -125,33 +124,60 @@ static inline __attribute__((always_inline)) void right_pass(
     }
 }
 
-typedef void (*left_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *, vf *,
-                        int);
-typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, int64_t, const vf *, vf, vf *, vf *,
-                         int);
+typedef void (*left_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, int, const vf *, vf, vf *, vf *,
+                        vf *, int);
+typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int, const vf *, vf, vf *,
+                         vf *, int);
 
 /* one copy of each pass per detector length, so the slots are registers */
 #define PASSES(M) \
-    static void left_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, const vf *wt, \
-                         vf ct, vf *conv, vf *edge, vf *esum, int sum) \
-    { if (sum) left_pass(x, lo, hi, nt, step, M, wt, ct, conv, edge, esum, 1); \
+    static void left_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, int m, \
+                         const vf *wt, vf ct, vf *conv, vf *edge, vf *esum, int sum) \
+    { (void)m; if (sum) left_pass(x, lo, hi, nt, step, M, wt, ct, conv, edge, esum, 1); \
       else left_pass(x, lo, hi, nt, step, M, wt, ct, conv, edge, esum, 0); } \
     static void right_##M(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, \
-                          const vf *wt, vf ct, vf *edge, vf *esum, int sum) \
-    { if (sum) right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 1); \
+                          int m, const vf *wt, vf ct, vf *edge, vf *esum, int sum) \
+    { (void)m; if (sum) right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 1); \
       else right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 0); }
+
+/* any length, the slots in memory: for lengths past UNROLLED without AVX-512, where 2m
+ * half-vectors cannot stay in 16 registers and fully unrolled copies of every length take the
+ * compiler many minutes */
+static void left_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, int m, const vf *wt,
+                     vf ct, vf *conv, vf *edge, vf *esum, int sum)
+{
+    left_pass(x, lo, hi, nt, step, m, wt, ct, conv, edge, esum, sum);
+}
+static void right_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, int m,
+                      const vf *wt, vf ct, vf *edge, vf *esum, int sum)
+{
+    right_pass(x, lo, hi, end0, nt, step, m, wt, ct, edge, esum, sum);
+}
+
+#define ENTRY(M) {left_##M, right_##M}
+#define ANY {left_any, right_any}
+PASSES(1) PASSES(2) PASSES(3) PASSES(4) PASSES(5) PASSES(6) PASSES(7) PASSES(8) PASSES(9)
+PASSES(10) PASSES(11) PASSES(12) PASSES(13) PASSES(14) PASSES(15) PASSES(16)
+#if defined(__AVX512F__)
+#define UNROLLED 64  /* a copy of the passes for every length */
 #define P8(a) PASSES(a##1) PASSES(a##2) PASSES(a##3) PASSES(a##4) PASSES(a##5) PASSES(a##6) PASSES(a##7) \
     PASSES(a##8)
-PASSES(1) PASSES(2) PASSES(3) PASSES(4) PASSES(5) PASSES(6) PASSES(7) PASSES(8) PASSES(9)
-PASSES(10) P8(1) PASSES(19) PASSES(20) P8(2) PASSES(29) PASSES(30) P8(3) PASSES(39) PASSES(40)
+PASSES(17) PASSES(18) PASSES(19) PASSES(20) P8(2) PASSES(29) PASSES(30) P8(3) PASSES(39) PASSES(40)
 P8(4) PASSES(49) PASSES(50) P8(5) PASSES(59) PASSES(60) PASSES(61) PASSES(62) PASSES(63) PASSES(64)
-#define ENTRY(M) {left_##M, right_##M}
 #define E8(a) ENTRY(a##1), ENTRY(a##2), ENTRY(a##3), ENTRY(a##4), ENTRY(a##5), ENTRY(a##6), ENTRY(a##7), \
     ENTRY(a##8)
+#define HIGH ENTRY(17), ENTRY(18), ENTRY(19), ENTRY(20), E8(2), ENTRY(29), ENTRY(30), E8(3), ENTRY(39), \
+    ENTRY(40), E8(4), ENTRY(49), ENTRY(50), E8(5), ENTRY(59), ENTRY(60), ENTRY(61), ENTRY(62), ENTRY(63), \
+    ENTRY(64)
+#else
+#define UNROLLED 16
+#define A8 ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY
+#define HIGH A8, A8, A8, A8, A8, A8
+#endif
 static const struct { left_fn left; right_fn right; } PASS[MAXM + 1] = {
     {0, 0}, ENTRY(1), ENTRY(2), ENTRY(3), ENTRY(4), ENTRY(5), ENTRY(6), ENTRY(7), ENTRY(8), ENTRY(9),
-    ENTRY(10), E8(1), ENTRY(19), ENTRY(20), E8(2), ENTRY(29), ENTRY(30), E8(3), ENTRY(39), ENTRY(40),
-    E8(4), ENTRY(49), ENTRY(50), E8(5), ENTRY(59), ENTRY(60), ENTRY(61), ENTRY(62), ENTRY(63), ENTRY(64)};
+    ENTRY(10), ENTRY(11), ENTRY(12), ENTRY(13), ENTRY(14), ENTRY(15), ENTRY(16), HIGH};
+_Static_assert(sizeof PASS / sizeof PASS[0] == MAXM + 1, "one pass pair per length");
 
 /* out[dest[f] + j * ld_s] = v[j][f] for j < nt, f < fw */
 static void store(float *out, const int64_t *dest, const vf *v, int64_t nt, int64_t fw, int64_t ld_s)
@@ -289,9 +315,9 @@ int dbt_pool_windows(const uint8_t *x, int64_t nseq, int64_t xstride, int64_t nw
                 const int64_t kept = (nt - 1) / step + 1;  /* windows s0, s0 + step, ... */
                 const int64_t nq = nt + inner - 1;  /* interior filter starts s0 .. s0+nq-1 */
                 /* left cuts of windows s0.. and full responses up to filter start s0+nq-1 */
-                PASS[m].left(xb, s0, s0 + nt + w - 1, nt, step, wt, ct, conv, edge, esum, sum);
+                PASS[m].left(xb, s0, s0 + nt + w - 1, nt, step, (int)m, wt, ct, conv, edge, esum, sum);
                 /* right cuts: windows s0.. end at s0+w-1..; their cut filters start after s0+w-m */
-                PASS[m].right(xb, s0 + w - m + 1, s0 + nt + w - 1, s0 + w - 1, nt, step, wt, ct, edge, esum, sum);
+                PASS[m].right(xb, s0 + w - m + 1, s0 + nt + w - 1, s0 + w - 1, nt, step, (int)m, wt, ct, edge, esum, sum);
                 /* sliding max over `inner` starts (van Herk / Gil-Werman: blockwise prefix and suffix maxima) */
                 for (int64_t b0 = 0; b0 < nq; b0 += inner) {
                     const int64_t b1 = b0 + inner < nq ? b0 + inner : nq;

@@ -16,6 +16,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,8 @@ import torch
 
 SOURCE = Path(__file__).with_name("pooling_kernel.c")
 MAX_DETECTOR_LEN = 64  # MAXM in the kernel: longer detectors take the torch path
-FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared")
+FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared", "-Wno-psabi")
+BUILD_TIMEOUT = 120  # seconds; about 20 s on a 2-core machine without AVX-512, less with it
 LANES = 16  # detector columns per kernel tile: a fused head needs one model strand per tile
 MAX_HIDDEN = 64  # hidden units a fused head takes (a multiple of LANES)
 
@@ -72,6 +74,21 @@ def _private(folder: Path) -> bool:
     return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
+def _compile(cc: str, out: str) -> None:
+    """Compile the kernel into `out`; on timeout kill the whole compiler process group (the
+    driver's children, cc1 and as, would otherwise run on, orphaned)."""
+    proc = subprocess.Popen([cc, *FLAGS, "-o", out, str(SOURCE)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, stderr=err)
+
+
 def _build(cc: str) -> Path:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + cc.encode() + " ".join(FLAGS).encode() + _cpu().encode()).hexdigest()[:16]
@@ -88,7 +105,7 @@ def _build(cc: str) -> Path:
         except OSError:
             continue  # not writable: try the next folder
         try:
-            subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=120)
+            _compile(cc, tmp)
             os.replace(tmp, target)  # complete or absent, even with another process building it too
         finally:
             if os.path.exists(tmp):
@@ -113,7 +130,8 @@ def library():
                                i64, ptr, ptr, ptr, ptr, i64]
                 _state["lib"] = lib
             except (OSError, subprocess.SubprocessError) as e:
-                why = e.stderr.decode(errors="replace").strip().splitlines()[-1:] if getattr(e, "stderr", None) else [e]
+                lines = e.stderr.decode(errors="replace").splitlines() if getattr(e, "stderr", None) else []
+                why = [ln for ln in lines if "error" in ln][:1] or lines[-1:] or [e]
                 print(f"dbtools: the fused CPU kernel could not be built with {cc!r} ({why[0] if why else e}); "
                       "using the slower torch path (set CC to a C compiler to fix)", file=sys.stderr)
                 _state["lib"] = None

@@ -73,6 +73,28 @@ def test_no_compiler_falls_back_to_torch_with_one_note(mixed, monkeypatch, tmp_p
         assert got[j] == pytest.approx(oracle_score(sub.models[j], seq, None, False), abs=2e-5)
 
 
+def test_a_build_past_its_time_leaves_no_compiler_running(monkeypatch, tmp_path, capsys):
+    # a compiler driver whose child (as cc1 is) outlives it unless its whole group is killed
+    child = tmp_path / "child.pid"
+    cc = tmp_path / "slow-cc"
+    cc.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {child}\nwait\n")
+    cc.chmod(0o755)
+    monkeypatch.setattr(pooling_native, "_state", {})
+    monkeypatch.setattr(pooling_native, "BUILD_TIMEOUT", 1)
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setenv("DBTOOLS_CACHE", str(tmp_path / "cache"))
+    assert pooling_native.library() is None
+    assert "timed out" in capsys.readouterr().err
+    pid = int(child.read_text())
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z", "X")  # killed (a zombie until its new parent reaps it)
+    assert not list((tmp_path / "cache").glob("*.so"))
+
+
 def test_native_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("DBTOOLS_NATIVE", "0")
     assert pooling_native.library() is None

@@ -10,7 +10,9 @@ As the original DeepBind: both strands are fed and the higher-scoring one carrie
 loss; logistic loss for classification, squared error for (standardised) regression targets;
 SGD with Nesterov momentum; L1 penalty on detector and fully connected weights (not biases),
 after the first L1_START steps (until then weights grow from their tiny initial scales unopposed);
-dropout on the pooled features; weights N(0, 1) x init scale, biases 0.
+dropout on the pooled features (inverted: kept features scaled by 1 / (1 - rate) in training;
+the original scales by 1 - rate when predicting instead, which did worse here, see README);
+weights N(0, 1) x init scale, biases 0.
 """
 
 from __future__ import annotations

@@ -136,6 +136,28 @@ def test_pooled_gradients_equal_the_plain_formulation(hidden, avg):
         torch.testing.assert_close(grads[0][k], grads[1][k], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.5])
+def test_dropout_is_inverted_kept_features_scaled_up_in_training_and_left_as_they_are_when_predicting(rate):
+    # not the original's convention (an unscaled mask, then x (1 - rate) when predicting); see README
+    task = make_task(9, (30,), Hyper(detector_len=8, num_hidden=0, dropout=rate))
+    params = GroupParams([task], CPU)
+    with torch.no_grad():
+        for v in params.params.values():
+            v.normal_()
+    codes, pos, _ = GroupData([(task.codes, task.targets)], 8, CPU).batch(torch.arange(10)[None])
+    b = params.params["linear_b"][0].item()
+    keep = torch.full((1, 10, 16), 1 / (1 - rate))
+    with torch.no_grad():
+        predicted = params.forward(codes, pos)
+        all_kept = params.forward(codes, pos, keep)
+        keep[..., 8:] = 0
+        half_kept = params.forward(codes, pos, keep)
+        params.params["linear_w"][:, 8:] = 0
+        first_half = params.forward(codes, pos)
+    torch.testing.assert_close(all_kept - b, (predicted - b) / (1 - rate))
+    torch.testing.assert_close(half_kept - b, (first_half - b) / (1 - rate))
+
+
 def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_stored_once():
     from dbtools.trainer import uniform
 

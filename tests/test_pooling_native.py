@@ -100,16 +100,32 @@ def test_native_can_be_switched_off(monkeypatch):
     assert pooling_native.library() is None
 
 
-def test_built_kernel_is_cached_per_source_and_cpu(monkeypatch, tmp_path):
+@pytest.fixture
+def stub_source(monkeypatch, tmp_path):
+    """A stand-in kernel that builds in a blink (the real one takes half a minute without
+    AVX-512): these tests are about where builds go and when they are reused."""
+    src = tmp_path / "stub" / "kernel.c"
+    src.parent.mkdir()
+    src.write_text("int dbt_pool_windows(void) { return 0; }\n")
+    monkeypatch.setattr(pooling_native, "SOURCE", src)
+    return src
+
+
+def test_built_kernel_is_cached_per_source_and_cpu(monkeypatch, tmp_path, stub_source):
+    cache = tmp_path / "cache"
     monkeypatch.setattr(pooling_native, "_state", {})
-    monkeypatch.setenv("DBTOOLS_CACHE", str(tmp_path))
+    monkeypatch.setenv("DBTOOLS_CACHE", str(cache))
     assert pooling_native.library() is not None
-    built = list(tmp_path.glob("pooling_kernel-*.so"))
-    assert len(built) == 1 and not list(tmp_path.glob("*.so.*")) and not list(tmp_path.glob("tmp*"))
+    built = list(cache.glob("pooling_kernel-*.so"))
+    assert len(built) == 1 and not list(cache.glob("*.so.*")) and not list(cache.glob("tmp*"))
     monkeypatch.setattr(pooling_native, "_state", {})
     mtime = built[0].stat().st_mtime_ns
     assert pooling_native.library() is not None
     assert built[0].stat().st_mtime_ns == mtime  # loaded from the cache, not rebuilt
+    stub_source.write_text("int dbt_pool_windows(void) { return 1; }\n")
+    monkeypatch.setattr(pooling_native, "_state", {})
+    assert pooling_native.library() is not None
+    assert len(list(cache.glob("pooling_kernel-*.so"))) == 2  # a changed source is built anew
 
 
 def test_kernel_without_fused_heads_equals_torch_path(mixed, monkeypatch):
@@ -130,7 +146,7 @@ def test_kernel_without_fused_heads_equals_torch_path(mixed, monkeypatch):
         np.testing.assert_allclose(features, plain, rtol=1e-5, atol=2e-5)
 
 
-def test_a_cache_others_can_write_is_not_used(monkeypatch, tmp_path):
+def test_a_cache_others_can_write_is_not_used(monkeypatch, tmp_path, stub_source):
     """The compiled kernel is code: a cache folder writable by others is passed over."""
     shared = tmp_path / "shared"
     shared.mkdir()

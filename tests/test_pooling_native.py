@@ -13,6 +13,12 @@ from oracle import score as oracle_score
 from test_forward import pick_architectures
 
 
+@pytest.fixture(autouse=True)
+def kernel_forced_on(monkeypatch):
+    """The kernel is tested on every CPU, though only CPUs with AVX-512 use it by default."""
+    monkeypatch.setenv("DBTOOLS_NATIVE", "1")
+
+
 @pytest.fixture(scope="module")
 def mixed(bank):
     sub = bank.subset(pick_architectures(bank))
@@ -93,6 +99,14 @@ def test_a_build_past_its_time_leaves_no_compiler_running(monkeypatch, tmp_path,
         state = "gone"
     assert state in ("gone", "Z", "X")  # killed (a zombie until its new parent reaps it)
     assert not list((tmp_path / "cache").glob("*.so"))
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_by_default_the_kernel_is_used_only_with_avx512(monkeypatch, capsys, avx512):
+    monkeypatch.setenv("DBTOOLS_NATIVE", "auto")
+    monkeypatch.setattr(pooling_native, "has_avx512", lambda: avx512)
+    assert (pooling_native.library() is not None) == avx512
+    assert capsys.readouterr().err == ""  # the torch path is the right one there: nothing to say
 
 
 def test_native_can_be_switched_off(monkeypatch):

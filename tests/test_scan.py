@@ -94,6 +94,7 @@ def test_strided_whole_windows_equal_their_scores(genome, mixed, monkeypatch, wi
     the kept windows, or without it are computed each on its own (dbtools.strided, step >= 4):
     near a gap's edge, in several steps of windows, with both poolings and strands."""
     sub, engine = mixed
+    monkeypatch.setenv("DBTOOLS_NATIVE", "1")  # the kernel, also on CPUs that do not use it by default
     assert all(engine.fused_scores(g) for g in engine.groups)
     if not kernel:
         monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)

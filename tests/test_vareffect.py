@@ -401,6 +401,7 @@ def test_pair_scores_equal_score_codes_on_real_windows(genome, models_engine, op
     from dbtools.encode import encode
     from dbtools.forward import BankEngine
 
+    monkeypatch.setenv("DBTOOLS_NATIVE", "1")  # the kernel, also on CPUs that do not use it by default
     if not kernel:
         monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
     from dbtools.pair_scores import score_pairs

@@ -14,6 +14,7 @@ keeps its torch path (same values); a failed build says so once on stderr.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -115,13 +116,10 @@ def _build(cc: str) -> Path:
     raise OSError("no writable cache folder for the compiled kernel")
 
 
+@functools.lru_cache(maxsize=None)
 def has_avx512() -> bool:
-    """Whether this CPU has AVX-512 (Linux /proc/cpuinfo; False where that cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return any(ln.startswith("flags") and " avx512f" in ln for ln in fh)
-    except OSError:
-        return False
+    """Whether this CPU has AVX-512 (the flags of /proc/cpuinfo; False where that cannot be read)."""
+    return "avx512f" in _cpu().split()
 
 
 def wanted() -> bool:

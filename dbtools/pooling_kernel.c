@@ -140,22 +140,7 @@ typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, in
     { (void)m; if (sum) right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 1); \
       else right_pass(x, lo, hi, end0, nt, step, M, wt, ct, edge, esum, 0); }
 
-/* any length, the slots in memory: for lengths past UNROLLED without AVX-512, where 2m
- * half-vectors cannot stay in 16 registers and fully unrolled copies of every length take the
- * compiler many minutes */
-static void left_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, int m, const vf *wt,
-                     vf ct, vf *conv, vf *edge, vf *esum, int sum)
-{
-    left_pass(x, lo, hi, nt, step, m, wt, ct, conv, edge, esum, sum);
-}
-static void right_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, int m,
-                      const vf *wt, vf ct, vf *edge, vf *esum, int sum)
-{
-    right_pass(x, lo, hi, end0, nt, step, m, wt, ct, edge, esum, sum);
-}
-
 #define ENTRY(M) {left_##M, right_##M}
-#define ANY {left_any, right_any}
 PASSES(1) PASSES(2) PASSES(3) PASSES(4) PASSES(5) PASSES(6) PASSES(7) PASSES(8) PASSES(9)
 PASSES(10) PASSES(11) PASSES(12) PASSES(13) PASSES(14) PASSES(15) PASSES(16)
 #if defined(__AVX512F__)
@@ -171,6 +156,20 @@ P8(4) PASSES(49) PASSES(50) P8(5) PASSES(59) PASSES(60) PASSES(61) PASSES(62) PA
     ENTRY(64)
 #else
 #define UNROLLED 16
+/* any length, the slots in memory: for lengths past UNROLLED without AVX-512, where 2m
+ * half-vectors cannot stay in 16 registers and fully unrolled copies of every length take the
+ * compiler many minutes */
+static void left_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, int m, const vf *wt,
+                     vf ct, vf *conv, vf *edge, vf *esum, int sum)
+{
+    left_pass(x, lo, hi, nt, step, m, wt, ct, conv, edge, esum, sum);
+}
+static void right_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t end0, int64_t nt, int64_t step, int m,
+                      const vf *wt, vf ct, vf *edge, vf *esum, int sum)
+{
+    right_pass(x, lo, hi, end0, nt, step, m, wt, ct, edge, esum, sum);
+}
+#define ANY {left_any, right_any}
 #define A8 ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY
 #define HIGH A8, A8, A8, A8, A8, A8
 #endif

@@ -144,7 +144,7 @@ typedef void (*right_fn)(const uint8_t *, int64_t, int64_t, int64_t, int64_t, in
 PASSES(1) PASSES(2) PASSES(3) PASSES(4) PASSES(5) PASSES(6) PASSES(7) PASSES(8) PASSES(9)
 PASSES(10) PASSES(11) PASSES(12) PASSES(13) PASSES(14) PASSES(15) PASSES(16)
 #if defined(__AVX512F__)
-#define UNROLLED 64  /* a copy of the passes for every length */
+/* a copy of the passes for every length */
 #define P8(a) PASSES(a##1) PASSES(a##2) PASSES(a##3) PASSES(a##4) PASSES(a##5) PASSES(a##6) PASSES(a##7) \
     PASSES(a##8)
 PASSES(17) PASSES(18) PASSES(19) PASSES(20) P8(2) PASSES(29) PASSES(30) P8(3) PASSES(39) PASSES(40)
@@ -155,8 +155,7 @@ P8(4) PASSES(49) PASSES(50) P8(5) PASSES(59) PASSES(60) PASSES(61) PASSES(62) PA
     ENTRY(40), E8(4), ENTRY(49), ENTRY(50), E8(5), ENTRY(59), ENTRY(60), ENTRY(61), ENTRY(62), ENTRY(63), \
     ENTRY(64)
 #else
-#define UNROLLED 16
-/* any length, the slots in memory: for lengths past UNROLLED without AVX-512, where 2m
+/* any length, the slots in memory: for lengths past 16 without AVX-512, where 2m
  * half-vectors cannot stay in 16 registers and fully unrolled copies of every length take the
  * compiler many minutes */
 static void left_any(const uint8_t *x, int64_t lo, int64_t hi, int64_t nt, int64_t step, int m, const vf *wt,

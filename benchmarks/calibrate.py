@@ -81,7 +81,7 @@ def main() -> None:
         one = [timed(lambda t=t: train_group([t], None, S, S, device), device) for t in sample]
         first = GroupParams(tasks[:1], device)
         one_val = timed(lambda: evaluate_group(first, GroupData(vals[:1], first.m, device),
-                                               torch.tensor([tasks[0].classification])), device)
+                                               torch.tensor([tasks[0].classification], device=device)), device)
         serial = models * (sum(one) / k * args.max_steps / S + one_val * n_checkpoints)
         print(f"{n} protein(s), {models} models: batched {batched:8.0f} s ({batched / 60:.1f} min), one at a time "
               f"{serial:8.0f} s ({serial / 3600:.1f} h); speed-up {serial / batched:5.1f}x")

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU check of `dbtools calibrate` (issue 4), as one prepared script for a lent device machine:
+#   1. a quick calibration of two ENCODE sets on the CPU and on DEVICE, and how far they differ;
+#   2. benchmarks/calibrate.py on DEVICE at the original's step budget (extrapolated wall times
+#      for 1 and 5 proteins, and the speed-up over one model at a time);
+#   3. the real 5-protein run of protocol (b) at that budget, timed, if step 2 predicts that it
+#      ends within REAL_LIMIT seconds (the issue's target is 300 s on one H100).
+#
+#   bash benchmarks/device_calibrate.sh [DEVICE]        # DEVICE: cuda (default) or cpu
+#
+# The ENCODE sets come from $ENCODE (default ../shared/data/encode). ../shared does not travel to
+# the device machine, so copy them into an ignored folder of the checkout and carry it:
+#   mkdir -p .devdata && cp -r ../shared/data/encode .devdata/ && echo /.devdata/ >> .git/info/exclude
+#   run: ENCODE=.devdata/encode bash benchmarks/device_calibrate.sh   (carry: [".devdata"])
+# Results go to $OUT (the device tool's folder) or /tmp/device_calibrate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${1:-cuda}
+ENCODE=${ENCODE:-../shared/data/encode}
+OUT=${OUT:-/tmp/device_calibrate}
+STEPS=${STEPS:-20000}
+EVERY=${EVERY:-4000}
+REAL_LIMIT=${REAL_LIMIT:-330}
+SAMPLE=${SAMPLE:-200}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+"$PY" -c "import torch; print('torch', torch.__version__, '| device', '$DEVICE',
+      torch.cuda.get_device_name() if '$DEVICE' == 'cuda' else '')"
+nproc
+
+echo "== 1. quick calibration (2 sets, 3 trials x 2 folds + 2 final, 200 steps): cpu against $DEVICE"
+quick=(--protocol a --sets ARID3A,CTCFL --trials 3 --folds 2 --final-trials 2 --max-steps 200
+       --checkpoint-every 50 --encode "$ENCODE")
+"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device cpu --save "$OUT/quick_cpu" | tee "$OUT/quick_cpu.txt"
+"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device "$DEVICE" --save "$OUT/quick_dev" | tee "$OUT/quick_dev.txt"
+"$PY" - "$OUT/quick_cpu/calibration_a.json" "$OUT/quick_dev/calibration_a.json" <<'EOF'
+import json, sys
+import numpy as np
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+same = [pa["choice"]["trial"] == pb["choice"]["trial"] and pa["choice"]["step"] == pb["choice"]["step"]
+        for pa, pb in zip(a["proteins"], b["proteins"])]
+def losses(doc):
+    return np.array([f["val_loss"] for p in doc["proteins"] for t in p["trials"] for f in t["folds"]], float)
+d = np.abs(losses(a) - losses(b))
+print(f"same choice (trial and step) for {sum(same)} of {len(same)} sets; "
+      f"validation losses differ by at most {d.max():.2e} (median {np.median(d):.2e})")
+EOF
+
+echo "== 2. benchmarks/calibrate.py on $DEVICE, $STEPS steps, a validation every $EVERY"
+"$PY" benchmarks/calibrate.py --device "$DEVICE" --max-steps "$STEPS" --checkpoint-every "$EVERY" \
+    --sample-steps "$SAMPLE" --serial-sample 3 --encode "$ENCODE" | tee "$OUT/speed.txt"
+
+predicted=$(awk '/^5 protein/ {print int($6)}' "$OUT/speed.txt")
+echo "== 3. protocol (b), 5 sets in one run, $STEPS steps: predicted ${predicted:-?} s"
+if [[ -n "$predicted" && "$predicted" -le "$REAL_LIMIT" ]]; then
+    "$PY" benchmarks/calibrate_encode.py --protocol b --device "$DEVICE" --max-steps "$STEPS" \
+        --checkpoint-every "$EVERY" --encode "$ENCODE" --save "$OUT/b" | tee "$OUT/b.txt"
+else
+    echo "skipped: predicted above REAL_LIMIT=$REAL_LIMIT s"
+fi

@@ -39,6 +39,18 @@ def timed(fn, device) -> float:
     return time.perf_counter() - t
 
 
+def profile(run: list, steps: int, device: torch.device) -> None:
+    """The operators that take the time of a batched run's steps, the slowest first."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        timed(lambda: train_group(run, None, steps, steps, device), device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile of {steps} steps, {len(run)} models in one batched run:")
+    print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=50))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sample-steps", type=int, default=20)
@@ -47,6 +59,8 @@ def main() -> None:
     ap.add_argument("--serial-sample", type=int, default=6, help="models timed one at a time")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--encode", type=Path, default=ENCODE)
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="also profile this many steps of the 5-protein run's first batched run (torch.profiler)")
     args = ap.parse_args()
     device = torch.device(args.device)
     protocol = Protocol(steps=args.max_steps, checkpoint_every=args.checkpoint_every)
@@ -75,6 +89,8 @@ def main() -> None:
             cls = torch.tensor([t.classification for t in run], device=device)
             t_val += timed(lambda: evaluate_group(params, val, cls), device)
         t_final = timed(lambda: train_group(finals * n, None, S, S, device), device)
+        if args.profile and n == 5:
+            profile([tasks[i] for i in next(iter(groups.values()))], args.profile, device)
         batched = (t_steps + t_final) * args.max_steps / S + t_val * n_checkpoints
         k = min(args.serial_sample, len(tasks))
         sample = [tasks[i] for i in range(0, len(tasks), max(1, len(tasks) // k))][:k]  # both lengths

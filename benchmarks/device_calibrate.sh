@@ -2,7 +2,8 @@
 # The GPU check of `dbtools calibrate` (issue 4), as one prepared script for a lent device machine:
 #   1. a quick calibration of two ENCODE sets on the CPU and on DEVICE, and how far they differ;
 #   2. benchmarks/calibrate.py on DEVICE at the original's step budget (extrapolated wall times
-#      for 1 and 5 proteins, and the speed-up over one model at a time);
+#      for 1 and 5 proteins, and the speed-up over one model at a time), with a profile of 20
+#      steps of one batched run (which operators take the time);
 #   3. the real 5-protein run of protocol (b) at that budget, timed, if step 2 predicts that it
 #      ends within REAL_LIMIT seconds (the issue's target is 300 s on one H100).
 #
@@ -49,7 +50,7 @@ EOF
 
 echo "== 2. benchmarks/calibrate.py on $DEVICE, $STEPS steps, a validation every $EVERY"
 "$PY" benchmarks/calibrate.py --device "$DEVICE" --max-steps "$STEPS" --checkpoint-every "$EVERY" \
-    --sample-steps "$SAMPLE" --serial-sample 3 --encode "$ENCODE" | tee "$OUT/speed.txt"
+    --sample-steps "$SAMPLE" --serial-sample 3 --profile 20 --encode "$ENCODE" | tee "$OUT/speed.txt"
 
 predicted=$(awk '/^5 protein/ {print int($6)}' "$OUT/speed.txt")
 echo "== 3. protocol (b), 5 sets in one run, $STEPS steps: predicted ${predicted:-?} s"

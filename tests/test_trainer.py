@@ -1,4 +1,4 @@
-"""The batched trainer: no cross-talk, exact masking, agreement with the scoring engine, learning."""
+"""The batched trainer: no cross-talk, exact masking, agreement with the scoring engine, the original's SGD, learning."""
 
 from __future__ import annotations
 
@@ -225,3 +225,46 @@ def test_the_output_layer_of_a_hidden_model_has_its_own_init_scale_and_l1():
     assert torch.equal(params.params["weights1"][0], params.params["weights1"][1])
     assert params.l1["weights2"].tolist() == pytest.approx([1e-3, 1e-8, 1e-3])
     assert params.l1["weights1"].tolist() == pytest.approx([1e-3, 1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("hidden", [0, 32])
+def test_training_steps_are_the_originals_sgd_run_step_by_step_by_a_plain_reference(hidden):
+    # deepity's SGD: Nesterov momentum with the gradient taken at P + momentum x velocity, each
+    # model's own rate and momentum, L1 as decay x sign(W) on the weights (not the biases) from
+    # step 101; the reference runs it on the same batches with the textbook forward pass
+    from dbtools.trainer import L1_START, uniform
+
+    settings = ((0.05, 0.95, 1e-3), (0.01, 0.99, 3e-2))
+    hypers = [Hyper(detector_len=6, num_hidden=hidden, learning_rate=lr, momentum=mom, init_conv=0.1,
+                    init_fc=0.1, l1_conv=l1, l1_fc=l1, dropout=0.0) for lr, mom, l1 in settings]
+    tasks = [make_task(s, (14, 30, 22), h) for s, h in zip((4, 5), hypers)]
+    steps, batch = L1_START + 20, 8
+    ours = train_group(tasks, None, steps, steps, CPU, batch_size=batch).params.params
+
+    ref = GroupParams(tasks, CPU)  # the same initial weights: drawn from each model's seed
+    data = GroupData([(t.codes, t.targets) for t in tasks], 6, CPU)
+    seeds = torch.tensor([t.seed for t in tasks])
+    lr, mom, l1 = (torch.tensor(v) for v in zip(*settings))
+    decayed = {"detectors", "linear_w", "weights1", "weights2"}
+    P = {k: v.detach().clone() for k, v in ref.params.items()}
+    V = {k: torch.zeros_like(v) for k, v in P.items()}
+
+    def per_model(v, w):
+        return v.reshape((-1,) + (1,) * (w.dim() - 1))
+
+    for step in range(1, steps + 1):
+        codes, pos, y = data.batch(data.sample(uniform(seeds, 1, step, batch)))
+        with torch.no_grad():
+            for k, w in ref.params.items():
+                w.copy_(P[k] + per_model(mom, w) * V[k])
+        scores = plain_forward(ref, codes, pos)
+        torch.nn.functional.binary_cross_entropy_with_logits(scores, y, reduction="none").mean(1).sum().backward()
+        with torch.no_grad():
+            for k, w in ref.params.items():
+                g = w.grad + (per_model(l1, w) * w.sign() if k in decayed and step > L1_START else 0)
+                V[k] = per_model(mom, w) * V[k] - per_model(lr, w) * g
+                P[k] = P[k] + V[k]
+                w.grad = None
+    assert set(ours) == set(P)
+    for k in P:  # ours keeps the look-ahead point P + momentum x velocity as its weights
+        torch.testing.assert_close(ours[k].detach(), P[k] + per_model(mom, P[k]) * V[k], rtol=1e-4, atol=1e-5)

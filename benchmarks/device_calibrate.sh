@@ -13,19 +13,21 @@
 # the device machine, so copy them into an ignored folder of the checkout and carry it:
 #   mkdir -p .devdata && cp -r ../shared/data/encode .devdata/ && echo /.devdata/ >> .git/info/exclude
 #   run: ENCODE=.devdata/encode bash benchmarks/device_calibrate.sh   (carry: [".devdata"])
-# Results go to $OUT (the device tool's folder) or /tmp/device_calibrate.
+# Logs go to $OUT (the device tool's folder, whose files come back) or /tmp/device_calibrate; the
+# calibrations and banks to $WORK (default /tmp/device_calibrate: too many files to bring back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${1:-cuda}
 ENCODE=${ENCODE:-../shared/data/encode}
 OUT=${OUT:-/tmp/device_calibrate}
+WORK=${WORK:-/tmp/device_calibrate}
 STEPS=${STEPS:-20000}
 EVERY=${EVERY:-4000}
 REAL_LIMIT=${REAL_LIMIT:-330}
 SAMPLE=${SAMPLE:-200}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK"
 "$PY" -c "import torch; print('torch', torch.__version__, '| device', '$DEVICE',
       torch.cuda.get_device_name() if '$DEVICE' == 'cuda' else '')"
 nproc
@@ -33,9 +35,9 @@ nproc
 echo "== 1. quick calibration (2 sets, 3 trials x 2 folds + 2 final, 200 steps): cpu against $DEVICE"
 quick=(--protocol a --sets ARID3A,CTCFL --trials 3 --folds 2 --final-trials 2 --max-steps 200
        --checkpoint-every 50 --encode "$ENCODE")
-"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device cpu --save "$OUT/quick_cpu" | tee "$OUT/quick_cpu.txt"
-"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device "$DEVICE" --save "$OUT/quick_dev" | tee "$OUT/quick_dev.txt"
-"$PY" - "$OUT/quick_cpu/calibration_a.json" "$OUT/quick_dev/calibration_a.json" <<'EOF'
+"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device cpu --save "$WORK/quick_cpu" | tee "$OUT/quick_cpu.txt"
+"$PY" benchmarks/calibrate_encode.py "${quick[@]}" --device "$DEVICE" --save "$WORK/quick_dev" | tee "$OUT/quick_dev.txt"
+"$PY" - "$WORK/quick_cpu/calibration_a.json" "$WORK/quick_dev/calibration_a.json" <<'EOF'
 import json, sys
 import numpy as np
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
@@ -56,7 +58,7 @@ predicted=$(awk '/^5 protein/ {print int($6)}' "$OUT/speed.txt")
 echo "== 3. protocol (b), 5 sets in one run, $STEPS steps: predicted ${predicted:-?} s"
 if [[ -n "$predicted" && "$predicted" -le "$REAL_LIMIT" ]]; then
     "$PY" benchmarks/calibrate_encode.py --protocol b --device "$DEVICE" --max-steps "$STEPS" \
-        --checkpoint-every "$EVERY" --encode "$ENCODE" --save "$OUT/b" | tee "$OUT/b.txt"
+        --checkpoint-every "$EVERY" --encode "$ENCODE" --save "$WORK/b" | tee "$OUT/b.txt"
 else
     echo "skipped: predicted above REAL_LIMIT=$REAL_LIMIT s"
 fi

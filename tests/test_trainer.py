@@ -1,4 +1,5 @@
-"""The batched trainer: no cross-talk, exact masking, agreement with the scoring engine, the original's SGD, learning."""
+"""The batched trainer: no cross-talk, exact masking, agreement with the scoring engine and with
+the original's SGD, learning."""
 
 from __future__ import annotations
 

@@ -295,7 +295,7 @@ def test_killed_run_restarts_to_the_same_outputs(inputs, single_machine, tmp_pat
     assert_same_outputs(results, single_machine, calibrate=False, models_per_group=2, vcf=False)
 
 
-LONG_CAL = "--quick --trials 1 --folds 2 --final-trials 1 --max-steps 400 --checkpoint-every 10"
+LONG_CAL = "--quick --trials 1 --folds 2 --final-trials 1 --max-steps 200 --checkpoint-every 10"
 
 
 def test_killed_calibration_resumes_to_the_uninterrupted_bank(inputs, tmp_path):

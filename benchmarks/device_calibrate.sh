@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of `dbtools calibrate` (issue 4), as one prepared script for a lent device machine:
+#   0. host-device syncs per training step (benchmarks/step_syncs.py; a sync a step stalls the GPU);
 #   1. a quick calibration of two ENCODE sets on the CPU and on DEVICE, and how far they differ;
 #   2. benchmarks/calibrate.py on DEVICE at the original's step budget (extrapolated wall times
 #      for 1 and 5 proteins, and the speed-up over one model at a time), with a profile of 20
@@ -31,6 +32,9 @@ mkdir -p "$OUT" "$WORK"
 "$PY" -c "import torch; print('torch', torch.__version__, '| device', '$DEVICE',
       torch.cuda.get_device_name() if '$DEVICE' == 'cuda' else '')"
 nproc
+
+echo "== 0. host-device syncs per training step"
+"$PY" benchmarks/step_syncs.py | tee "$OUT/syncs.txt" || echo "some line syncs every step (see above)"
 
 echo "== 1. quick calibration (2 sets, 3 trials x 2 folds + 2 final, 200 steps): cpu against $DEVICE"
 quick=(--protocol a --sets ARID3A,CTCFL --trials 3 --folds 2 --final-trials 2 --max-steps 200

@@ -6,6 +6,8 @@ ambiguity letters=4); PAD=5 marks positions outside a sequence (encoded as all 0
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -75,5 +77,11 @@ def kmer_index(codes: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
 
 def one_hot(codes: torch.Tensor) -> torch.Tensor:
     """[..., L] integer codes -> [..., L, 4] float32 (N = 0.25 per channel, PAD = 0)."""
-    table = torch.as_tensor(ONE_HOT_TABLE, device=codes.device)
-    return table[codes.long()]
+    return _one_hot_table(codes.device)[codes.long()]
+
+
+@functools.lru_cache(maxsize=None)
+def _one_hot_table(device: torch.device) -> torch.Tensor:
+    """ONE_HOT_TABLE on a device, copied there once (a copy per call would sync a GPU)."""
+    with torch.inference_mode(False):  # a normal tensor, usable under autograd too
+        return torch.as_tensor(ONE_HOT_TABLE).to(device)

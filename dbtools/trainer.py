@@ -17,6 +17,7 @@ weights N(0, 1) x init scale, biases 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -120,10 +121,19 @@ def _tables(w: torch.Tensor, m: int) -> torch.Tensor:
     nb = -(-m // k)
     w5 = torch.cat([w, w.mean(2, keepdim=True)], 2)  # N reads 0.25 of each base
     w5 = torch.nn.functional.pad(w5, (0, 0, 0, 0, 0, nb * k - m)).view(G, nb, k * 5, E)
-    digits = torch.as_tensor(kmer_digits(k), device=w.device)
-    pick = torch.zeros(5 ** k, k * 5, device=w.device)
-    pick.scatter_(1, digits + 5 * torch.arange(k, device=w.device), 1.0)
-    return (pick @ w5.permute(2, 0, 1, 3).reshape(k * 5, -1)).view(5 ** k, G, nb, E)
+    return (_kmer_picks(w.device) @ w5.permute(2, 0, 1, 3).reshape(k * 5, -1)).view(5 ** k, G, nb, E)
+
+
+@functools.lru_cache(maxsize=None)
+def _kmer_picks(device: torch.device) -> torch.Tensor:
+    """[5**k, 5k] 0/1: row i picks, for each of k-mer i's bases, its row in a block of k
+    detector rows x 5 codes. Built once per device (no host-to-device copy per step)."""
+    k = _KMER
+    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable under autograd
+        digits = torch.as_tensor(kmer_digits(k))
+        pick = torch.zeros(5 ** k, k * 5)
+        pick.scatter_(1, digits + 5 * torch.arange(k), 1.0)
+        return pick.to(device)
 
 
 def _pooled_max(tables: torch.Tensor, rows: torch.Tensor, P: int, valid: torch.Tensor | None,
@@ -245,8 +255,11 @@ class GroupParams:
         return out
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor,
-                dropout_keep: torch.Tensor | None = None) -> torch.Tensor:
+                dropout_keep: torch.Tensor | None = None, ragged: bool | None = None) -> torch.Tensor:
         """Scores [G, B] for padded codes [G, B, Lp] with valid position counts [G, B].
+
+        `ragged` says whether some sequence is shorter than the padding allows (its positions
+        past its end are masked); None finds out from `positions`, one host-device sync.
 
         The convolution over every position runs without autograd, from tables of each
         k-mer's response to each block of k = 3 detector rows (one table row added per
@@ -270,7 +283,8 @@ class GroupParams:
         nb = tables.shape[2]
         # the (base, offset) weight layout unfolds the one-hot sequence directly (average pooling)
         w_bj = w2.transpose(1, 2).reshape(G, 4 * m, 2 * D) if self.avg else None
-        ragged = bool((positions < P).any())
+        if ragged is None:
+            ragged = bool((positions < P).any())
         grad = torch.is_grad_enabled()
         with torch.no_grad():
             valid = torch.arange(P, device=codes.device) < positions[:, :, None] if ragged else None  # [G, B, P]
@@ -389,6 +403,16 @@ def _mix(z: torch.Tensor) -> torch.Tensor:
     return z ^ shr(z, 31)
 
 
+def _mix_int(z: int) -> int:
+    """`_mix` of one int64 in Python integers (no tensor, so no host-to-device copy per step)."""
+    mask = (1 << 64) - 1
+    z &= mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return z - (1 << 64) if z >> 63 else z
+
+
 def uniform(seeds: torch.Tensor, stream: int, step: int, n: int) -> torch.Tensor:
     """[G, n] uniforms in [0, 1), a pure function of (model seed, stream, step, index).
 
@@ -396,7 +420,7 @@ def uniform(seeds: torch.Tensor, stream: int, step: int, n: int) -> torch.Tensor
     on any device.
     """
     idx = torch.arange(n, device=seeds.device, dtype=torch.int64)
-    key = _mix(seeds[:, None] * 1_000_003 + stream * 7_919 + _mix(torch.tensor(step, device=seeds.device)))
+    key = _mix(seeds[:, None] * 1_000_003 + stream * 7_919 + _mix_int(step))
     bits = _mix(key + idx[None, :] * -7046029254386353131)  # golden-ratio increment
     return ((bits >> 11) & ((1 << 53) - 1)).double().mul_(2.0 ** -53).float()
 
@@ -439,6 +463,8 @@ class GroupData:
             if len(entry) > 2 and entry[2] is not None:
                 self.weights[a:b] = torch.from_numpy(np.asarray(entry[2], np.float32))
         self._pairs(stored, starts, of_model)
+        # a Python bool, known before training: no host-device sync per step
+        self.ragged = bool((self.positions < width - m + 1).any())
         # cumulative weights over all rows: a model draws within its own set's range
         self.cumulative = torch.cumsum(self.weights.double(), 0)
         self.start = torch.tensor([int(starts[k]) for k in of_model])
@@ -548,7 +574,7 @@ def evaluate_group(params: GroupParams, data: GroupData, classification: torch.T
             rows = torch.arange(c, min(n, c + batch_size), device=data.codes.device)[None, :].expand(G, -1)
             rows = torch.minimum(rows, data.sizes[:, None] - 1)
             codes, pos, _ = data.batch(rows)
-            scores[:, c:c + rows.shape[1]] = params.forward(codes, pos)
+            scores[:, c:c + rows.shape[1]] = params.forward(codes, pos, ragged=data.ragged)
     out, loss = [], np.empty(G)
     for g in range(G):
         k, own = int(data.sizes[g]), data.rows(g)
@@ -641,7 +667,7 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
         rows = data.sample(uniform(seeds, 1, step, batch_size))
         keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
         codes, pos, y = data.batch(rows)
-        scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf))
+        scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf), ragged=data.ragged)
         per_model = losses(scores, y, cls)
         (per_model.sum() + (params.penalty() if step > L1_START else 0)).backward()
         params.step(None if budgets is None else budgets >= step)

@@ -56,6 +56,20 @@ def test_padding_to_a_longer_neighbour_changes_no_score():
         assert together[0][i] == pytest.approx(alone[0][0], rel=1e-6, abs=1e-5)  # float32, |score| ~ 50
 
 
+def test_the_data_says_before_training_whether_any_sequence_is_short():
+    """The trainer hands this flag to every step instead of asking the device (a GPU sync a step)."""
+    equal, mixed, longer = make_task(10, (30,)), make_task(11, (25, 30)), make_task(12, (40,))
+    assert not GroupData([(equal.codes, equal.targets)], 8, CPU).ragged
+    assert GroupData([(mixed.codes, mixed.targets)], 8, CPU).ragged
+    assert GroupData([(equal.codes, equal.targets), (longer.codes, longer.targets)], 8, CPU).ragged
+    params = GroupParams([equal], CPU)
+    with torch.no_grad():
+        for v in params.params.values():
+            v.normal_(generator=torch.Generator().manual_seed(10))
+        codes, pos, _ = GroupData([(equal.codes, equal.targets)], 8, CPU).batch(torch.arange(20)[None])
+        assert torch.equal(params.forward(codes, pos, ragged=True), params.forward(codes, pos, ragged=False))
+
+
 @pytest.mark.parametrize("hidden,avg", [(0, False), (32, True)])
 def test_trained_model_scores_the_same_in_the_engine(hidden, avg):
     task = make_task(5, (20, 50), Hyper(detector_len=8, num_hidden=hidden, avg_pooling=avg))
@@ -157,6 +171,15 @@ def test_dropout_is_inverted_kept_features_scaled_up_in_training_and_left_as_the
         first_half = params.forward(codes, pos)
     torch.testing.assert_close(all_kept - b, (predicted - b) / (1 - rate))
     torch.testing.assert_close(half_kept - b, (first_half - b) / (1 - rate))
+
+
+def test_the_step_is_mixed_in_python_as_on_the_device():
+    """The step's key is mixed in Python integers (no copy to the device each step), bit for bit as
+    the tensor mixer, so draws and resumed runs are unchanged."""
+    from dbtools.trainer import _mix, _mix_int
+
+    for step in (0, 1, 100, 101, 20_000, 2 ** 31 + 5, 2 ** 62 + 3, -1, -2 ** 63):
+        assert _mix_int(step) == int(_mix(torch.tensor(step, dtype=torch.int64))), step
 
 
 def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_stored_once():

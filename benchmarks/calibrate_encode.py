@@ -29,7 +29,7 @@ from dbtools.calibrate import Protocol, calibrate, final_models, read_json, writ
 from dbtools.datasets import read_dataset  # noqa: E402
 from dbtools.encode import encode_all  # noqa: E402
 from dbtools.evaluate import bank_scores  # noqa: E402
-from dbtools.metrics import auc_delong  # noqa: E402
+from dbtools.metrics import auc, auc_delong  # noqa: E402
 from dbtools.score import ScoreOptions  # noqa: E402
 from dbtools.select import open_selected  # noqa: E402
 from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument("--state", type=Path, help="keep resumable training state in this folder (saved at every "
                     "checkpoint), so a long run can be continued with --resume")
     ap.add_argument("--resume", action="store_true", help="continue from the state in --state")
+    ap.add_argument("--held-out", action="store_true", help="protocol (a): also the AUC on rows 501:1000 of AC (the "
+                    "strongest 500 peaks of fold C, which (a) never sees) with one dinucleotide shuffle each: a "
+                    "set for choosing settings that is not the test set B")
     ap.add_argument("--evaluate", type=Path, help="train nothing: score the calibration and bank that --save wrote "
                     "to this folder")
     args = ap.parse_args()
@@ -123,6 +126,14 @@ def main() -> None:
         print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
               f"\t{pub:.4f}\t{ours:.4f}\t{np.sqrt(cov[0, 0]):.4f}\t{c['cv_metric']:.4f}\t{c['trial']}"
               f"\t{c['hyperparameters']['num_hidden']}\t{c['step']}")
+    if args.held_out and args.protocol == "a":
+        held = []
+        for j, r in enumerate(paper):
+            c_set = read_dataset(str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows="501:1000", shuffles=1, seed=7)
+            codes = encode_all(c_set.sequences, r["dataset"])
+            held.append(auc(c_set.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0]))
+        print("held-out C (rows 501:1000 + 1 shuffle each): " + " ".join(f"{r['dataset'].split('_')[0]} {a:.4f}"
+              for r, a in zip(paper, held)) + f" mean {np.mean(held):.4f}")
     at_or_above = sum(o >= p for o, p in zip(ours_all, paper_all))
     print(f"mean: ours {np.mean(ours_all):.4f}, paper ({key}) {np.mean(paper_all):.4f}, published models "
           f"{np.mean(pub_all):.4f}; "

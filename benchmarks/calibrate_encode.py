@@ -94,6 +94,8 @@ def main() -> None:
     specs = [ModelSpec(id=r["dataset"], protein=r["dataset"].split("_")[0],
                        train=str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows=rows, hyper=Hyper())
              for r in paper]
+    if args.held_out and args.protocol != "a":
+        ap.error("--held-out: only protocol (a) leaves fold C unseen")
     if args.resume and args.state is None:
         ap.error("--resume needs --state")
     protocol = Protocol(trials=args.trials, folds=args.folds, final_trials=args.final_trials, steps=args.max_steps,
@@ -126,7 +128,7 @@ def main() -> None:
         print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
               f"\t{pub:.4f}\t{ours:.4f}\t{np.sqrt(cov[0, 0]):.4f}\t{c['cv_metric']:.4f}\t{c['trial']}"
               f"\t{c['hyperparameters']['num_hidden']}\t{c['step']}")
-    if args.held_out and args.protocol == "a":
+    if args.held_out:
         held = []
         for j, r in enumerate(paper):
             c_set = read_dataset(str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows="501:1000", shuffles=1, seed=7)

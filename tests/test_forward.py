@@ -94,7 +94,7 @@ def test_long_whole_sequence_is_scored_in_bounded_chunks(mixed):
     for window, average in ((3000, False), (2999, True)):
         torch.testing.assert_close(tight.score(codes, window, average), engine.score(codes, window, average),
                                    atol=2e-5, rtol=0)
-    # the default short windows, one step each under this budget (a Python loop: kept short)
+    # the default short windows: many steps under this budget, each a Python call (kept short)
     short = codes[:, :300]
     torch.testing.assert_close(tight.score(short), engine.score(short), atol=2e-5, rtol=0)
 

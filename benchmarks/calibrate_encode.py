@@ -38,14 +38,28 @@ from dbtools.trainer import Hyper  # noqa: E402
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 
 
+class Progress:
+    """Prints the run, step and elapsed time to stderr at a run's start and every `every` seconds."""
+
+    def __init__(self, start: float, every: float):
+        self.start, self.every, self.label, self.last = start, every, None, 0.0
+
+    def __call__(self, label: str, step: int, steps: int, loss) -> None:
+        now = time.perf_counter()
+        if label != self.label or now - self.last >= self.every:
+            self.label, self.last = label, now
+            print(f"[{now - self.start:7.1f} s] {label}: step {step} of {steps}", file=sys.stderr, flush=True)
+
+
 def run(args, specs: list[ModelSpec], protocol: Protocol, device: torch.device):
     """Calibrate and train the final models, timed; save them if asked."""
     t = time.perf_counter()
     state = (lambda name: args.state / name) if args.state else (lambda name: None)
-    doc = calibrate(specs, DataOptions(), protocol, device, state_folder=state(f"calibration_{args.protocol}"),
+    progress = Progress(t, args.progress_every) if args.progress_every else None
+    doc = calibrate(specs, DataOptions(), protocol, device, progress, state_folder=state(f"calibration_{args.protocol}"),
                     resume=args.resume)
     t_cal = time.perf_counter() - t
-    bank = final_models(doc, device, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
+    bank = final_models(doc, device, progress, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
     wall = time.perf_counter() - t
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
@@ -72,6 +86,8 @@ def main() -> None:
     ap.add_argument("--sets", default="", help="only these sets, by name prefix, comma-separated (e.g. ARID3A,CTCFL); "
                     "trials and folds are drawn by a set's place in the run, so only leading sets draw as in a full run")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--progress-every", type=float, default=0, metavar="SECONDS",
+                    help="print the run and step to stderr this often (default: never)")
     ap.add_argument("--encode", type=Path, default=ENCODE)
     ap.add_argument("--save", type=Path, help="write the calibration (JSON) and the final bank to this folder")
     ap.add_argument("--state", type=Path, help="keep resumable training state in this folder (saved at every "

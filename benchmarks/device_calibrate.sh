@@ -5,8 +5,9 @@
 #   2. benchmarks/calibrate.py on DEVICE at the original's step budget (extrapolated wall times
 #      for 1 and 5 proteins, and the speed-up over one model at a time), with a profile of 20
 #      steps of one batched run (which operators take the time);
-#   3. the real 5-protein run of protocol (b) at that budget, timed, if step 2 predicts that it
-#      ends within REAL_LIMIT seconds (the issue's target is 300 s on one H100).
+#   3. the real 5-protein run of protocol (b) at that budget, timed, stopped after REAL_LIMIT
+#      seconds (the issue's target is 300 s on one H100); its progress log shows how far it got.
+# A step that fails is reported and the next one runs, so one call of the lease gives all it can.
 #
 #   bash benchmarks/device_calibrate.sh [DEVICE]        # DEVICE: cuda (default) or cpu
 #
@@ -16,7 +17,7 @@
 #   run: ENCODE=.devdata/encode bash benchmarks/device_calibrate.sh   (carry: [".devdata"])
 # Logs go to $OUT (the device tool's folder, whose files come back) or /tmp/device_calibrate; the
 # calibrations and banks to $WORK (default /tmp/device_calibrate: too many files to bring back).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${1:-cuda}
 ENCODE=${ENCODE:-../shared/data/encode}
@@ -32,6 +33,7 @@ mkdir -p "$OUT" "$WORK"
 "$PY" -c "import torch; print('torch', torch.__version__, '| device', '$DEVICE',
       torch.cuda.get_device_name() if '$DEVICE' == 'cuda' else '')"
 nproc
+[[ "$DEVICE" == cuda ]] && nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv
 
 echo "== 0. host-device syncs per training step"
 "$PY" benchmarks/step_syncs.py | tee "$OUT/syncs.txt" || echo "some line syncs every step (see above)"
@@ -59,10 +61,8 @@ echo "== 2. benchmarks/calibrate.py on $DEVICE, $STEPS steps, a validation every
     --sample-steps "$SAMPLE" --serial-sample 3 --profile 20 --encode "$ENCODE" | tee "$OUT/speed.txt"
 
 predicted=$(awk '/^5 protein/ {print int($6)}' "$OUT/speed.txt")
-echo "== 3. protocol (b), 5 sets in one run, $STEPS steps: predicted ${predicted:-?} s"
-if [[ -n "$predicted" && "$predicted" -le "$REAL_LIMIT" ]]; then
-    "$PY" benchmarks/calibrate_encode.py --protocol b --device "$DEVICE" --max-steps "$STEPS" \
-        --checkpoint-every "$EVERY" --encode "$ENCODE" --save "$WORK/b" | tee "$OUT/b.txt"
-else
-    echo "skipped: predicted above REAL_LIMIT=$REAL_LIMIT s"
-fi
+echo "== 3. protocol (b), 5 sets in one run, $STEPS steps: predicted ${predicted:-?} s; stopped after $REAL_LIMIT s"
+start=$(date +%s)
+timeout "$REAL_LIMIT" "$PY" benchmarks/calibrate_encode.py --protocol b --device "$DEVICE" --max-steps "$STEPS" \
+    --checkpoint-every "$EVERY" --encode "$ENCODE" --save "$WORK/b" --progress-every 10 2>&1 | tee "$OUT/b.txt"
+echo "step 3: exit ${PIPESTATUS[0]} (124: stopped at the limit) after $(( $(date +%s) - start )) s"

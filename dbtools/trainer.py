@@ -18,6 +18,7 @@ weights N(0, 1) x init scale, biases 0.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -413,14 +414,15 @@ def _mix_int(z: int) -> int:
     return z - (1 << 64) if z >> 63 else z
 
 
-def uniform(seeds: torch.Tensor, stream: int, step: int, n: int) -> torch.Tensor:
+def uniform(seeds: torch.Tensor, stream: int, step: int | torch.Tensor, n: int) -> torch.Tensor:
     """[G, n] uniforms in [0, 1), a pure function of (model seed, stream, step, index).
 
     Counter-based, so a model draws the same numbers whether it trains alone or in a bank,
-    on any device.
+    on any device. `step` is a Python int, or an int64 scalar on the device (a captured step).
     """
     idx = torch.arange(n, device=seeds.device, dtype=torch.int64)
-    key = _mix(seeds[:, None] * 1_000_003 + stream * 7_919 + _mix_int(step))
+    mixed = _mix_int(step) if isinstance(step, int) else _mix(step)
+    key = _mix(seeds[:, None] * 1_000_003 + stream * 7_919 + mixed)
     bits = _mix(key + idx[None, :] * -7046029254386353131)  # golden-ratio increment
     return ((bits >> 11) & ((1 << 53) - 1)).double().mul_(2.0 ** -53).float()
 
@@ -592,6 +594,70 @@ class Stopped(Exception):
         self.step = step
 
 
+class StepRunner:
+    """Runs a training step `fn(step, penalize)` with the step number as an int64 scalar on the
+    device, so that one captured CUDA graph per `penalize` serves every step.
+
+    A step of a group is a few hundred small kernels; launched one by one from Python their
+    launch cost, not the GPU, sets the pace. Captured once and replayed, they launch together.
+    Capture needs warm-up runs first (lazy initialisation, on a side stream); they change the
+    weights, so `state` (every tensor a step updates in place) is saved before and restored
+    after. On a device other than CUDA the same runs happen without capture (how tests check
+    the device-side step counter and the restore). If capture fails, steps run one by one.
+    """
+
+    WARMUP = 2
+
+    def __init__(self, fn, state: list[torch.Tensor], device: torch.device):
+        self.fn, self.state, self.device = fn, state, device
+        self.step = torch.zeros((), dtype=torch.int64, device=device)
+        self.graphs: dict[bool, object] = {}
+        self.eager = False
+
+    def __call__(self, step: int, penalize: bool) -> None:
+        if not self.eager and penalize not in self.graphs:
+            self.graphs[penalize] = self._capture(step, penalize)
+        if self.eager:
+            self.fn(step, penalize)
+            return
+        self.step.fill_(step)
+        graph = self.graphs[penalize]
+        if graph is None:  # no capture on this device: the same step, eagerly
+            self.fn(self.step, penalize)
+        else:
+            graph.replay()
+
+    def _capture(self, step: int, penalize: bool):
+        with torch.no_grad():
+            saved = [t.detach().clone() for t in self.state]
+        self.step.fill_(step)
+        cuda = self.device.type == "cuda"
+        graph = None
+        try:
+            if cuda:
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(self.WARMUP):
+                        self.fn(self.step, penalize)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.fn(self.step, penalize)
+            else:
+                for _ in range(self.WARMUP):
+                    self.fn(self.step, penalize)
+        except RuntimeError as e:  # a step that cannot be captured still trains, launch by launch
+            warnings.warn(f"training steps run one by one: CUDA graph capture failed ({e})")
+            self.eager, graph = True, None
+        with torch.no_grad():
+            for t, v in zip(self.state, saved):
+                t.copy_(v)
+                if t.grad is not None:
+                    t.grad = None
+        return graph
+
+
 def _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl) -> dict:
     """Everything needed to continue a group's training exactly (tensors on the CPU)."""
     def cpu(v: torch.Tensor) -> torch.Tensor:
@@ -611,7 +677,7 @@ def _state(step, params, best, running, since, best_score, best_step, checkpoint
 def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.ndarray]] | None,
                 steps: int, checkpoint_every: int, device: torch.device, batch_size: int = 64,
                 progress=None, resume: dict | None = None, save=None, stop=None,
-                until: list[int] | None = None) -> GroupResult:
+                until: list[int] | None = None, graphs: bool | None = None) -> GroupResult:
     """Train the tasks (one architecture) together; keep each model's best checkpoint.
 
     With validation sets, the best checkpoint has the lowest validation loss (classification)
@@ -624,6 +690,9 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
 
     `until` [G] gives each model its own step budget: a model stops updating after its own
     number of steps (used to train final models of different lengths in one group).
+
+    `graphs` (default: on CUDA) replays each step as a captured CUDA graph (`StepRunner`):
+    the same kernels on the same tensors, launched at once instead of one by one.
     """
     from .metrics import auc, pearson
 
@@ -659,19 +728,29 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
         return _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl)
 
     budgets = torch.tensor(until, device=device) if until is not None else None
-    for step in range(first, steps + 1):
-        if stop is not None and stop():
-            if save is not None:
-                save(state(step - 1))
-            raise Stopped(step - 1)
+
+    def one_step(step: int | torch.Tensor, penalize: bool) -> None:
         rows = data.sample(uniform(seeds, 1, step, batch_size))
         keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
         codes, pos, y = data.batch(rows)
         scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf), ragged=data.ragged)
         per_model = losses(scores, y, cls)
-        (per_model.sum() + (params.penalty() if step > L1_START else 0)).backward()
+        (per_model.sum() + (params.penalty() if penalize else 0)).backward()
         params.step(None if budgets is None else budgets >= step)
-        running += per_model.detach()
+        running.add_(per_model.detach())
+
+    use_graphs = device.type == "cuda" if graphs is None else graphs
+    runner = StepRunner(one_step, [*params.params.values(), *params.velocity.values(), running],
+                        device) if use_graphs else None
+    for step in range(first, steps + 1):
+        if stop is not None and stop():
+            if save is not None:
+                save(state(step - 1))
+            raise Stopped(step - 1)
+        if runner is not None:
+            runner(step, step > L1_START)
+        else:
+            one_step(step, step > L1_START)
         since += 1
         if step % checkpoint_every == 0 or step == steps:
             checkpoints.append(step)

@@ -292,3 +292,41 @@ def test_training_steps_are_the_originals_sgd_run_step_by_step_by_a_plain_refere
     assert set(ours) == set(P)
     for k in P:  # ours keeps the look-ahead point P + momentum x velocity as its weights
         torch.testing.assert_close(ours[k].detach(), P[k] + per_model(mom, P[k]) * V[k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_step_counted_on_the_device_trains_exactly_as_one_counted_in_python():
+    """The CUDA-graph path (a step number held on the device, warm-up runs undone) gives the same
+    weights, curves and penalty switch as the plain loop; on the CPU it runs without capture.
+    Past L1_START, with per-model budgets and validation, so every branch of a step is taken."""
+    hypers = [Hyper(detector_len=8, num_hidden=h, dropout=d, init_conv=0.1, init_fc=0.1, l1_fc=1e-3)
+              for h, d in ((0, 0.25), (32, 0.0), (0, 0.0))]
+    tasks = [make_task(s, (25, 30), h) for s, h in zip((7, 8, 9), hypers)]
+    val = [(t.codes[:20], t.targets[:20]) for t in tasks]
+    runs = [train_group(tasks, val, steps=130, checkpoint_every=40, device=CPU, batch_size=8,
+                        until=[130, 60, 110], graphs=g) for g in (False, True)]
+    plain, counted = runs
+    for k, v in plain.params.params.items():
+        assert torch.equal(v, counted.params.params[k]), k
+    np.testing.assert_array_equal(plain.val_loss, counted.val_loss)
+    np.testing.assert_array_equal(plain.train_loss, counted.train_loss)
+    assert plain.best_step == counted.best_step
+
+
+def test_a_step_that_cannot_be_captured_runs_one_by_one_from_the_same_weights():
+    from dbtools.trainer import StepRunner
+
+    w = torch.zeros(3)
+    calls = []
+
+    def step(n, penalize):
+        w.add_(1.0)  # the warm-up's change, undone before the step runs for real
+        calls.append(type(n))
+        if isinstance(n, torch.Tensor):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    runner = StepRunner(step, [w], CPU)
+    with pytest.warns(UserWarning, match="one by one"):
+        runner(5, False)
+    assert torch.equal(w, torch.ones(3))  # one real step, the failed warm-up undone
+    runner(6, True)
+    assert torch.equal(w, torch.full((3,), 2.0)) and calls[-2:] == [int, int]

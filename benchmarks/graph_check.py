@@ -1,10 +1,17 @@
 """CUDA graphs against step-by-step launches in the trainer: same results, time per step.
 
-Trains one group of G random-sequence models (101 bp, as the ENCODE sets) twice on the same
-device, once launching each step's kernels one by one and once replaying a captured graph,
-and prints how far weights and validation losses differ and the time per step of each.
+Trains one group of G random-sequence models (101 bp, as the ENCODE sets) three times on the
+same device: launching each step's kernels one by one, again so, and replaying a captured
+graph. Prints how far the weights differ per model and the time per step of each.
 
-    python benchmarks/graph_check.py [--device cuda] [--models 240] [--steps 400]
+On CUDA two runs one by one already differ in rounding (index_add_'s atomic adds sum in any
+order), and a few models fitting random labels at a high rate amplify that over hundreds of
+steps (on the CPU, shuffling the order of those adds moved 5 of 240 models past 1e-3 in 400
+steps). So the default is 150 steps (both of the step's graphs, before and after the L1
+penalty starts at step 100), where a wrong graph shows in most models and rounding in none,
+and the graph run is judged against the spread of the two runs one by one.
+
+    python benchmarks/graph_check.py [--device cuda] [--models 240] [--steps 150]
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--models", type=int, default=240)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--detector-len", type=int, default=16)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -49,17 +56,21 @@ def main() -> None:
             torch.cuda.synchronize()
         return res, time.perf_counter() - t
 
+    def apart(a, b) -> tuple[float, int]:
+        """Largest weight difference, and the number of models differing by more than 1e-3."""
+        per_model = torch.stack([(a.params.params[k] - b.params.params[k]).detach().abs().reshape(args.models, -1)
+                                 .max(1).values for k in a.params.params]).max(0).values
+        return float(per_model.max()), int((per_model > 1e-3).sum())
+
     train_group(tasks[:2], None, 3, 3, device, graphs=False)  # warm-up: libraries, tables
-    (eager, t_eager), (graph, t_graph) = run(False), run(True)
-    diff = max(float((eager.params.params[k] - graph.params.params[k]).detach().abs().max())
-               for k in eager.params.params)
-    same = all(torch.equal(eager.params.params[k], graph.params.params[k]) for k in eager.params.params)
-    dv = float(np.abs(eager.val_loss - graph.val_loss).max())
-    print(f"{args.models} models, {args.steps} steps on {device}: weights {'identical' if same else 'differ'} "
-          f"(max |diff| {diff:.2e}); validation losses differ by at most {dv:.2e}; "
-          f"best steps equal: {eager.best_step == graph.best_step}")
+    (eager, t_eager), (again, _), (graph, t_graph) = run(False), run(False), run(True)
+    print(f"{args.models} models, {args.steps} steps on {device}: largest weight difference, models apart by over 1e-3")
+    for name, other in (("one by one, twice", again), ("graphs against one by one", graph)):
+        big, n = apart(eager, other)
+        dv = float(np.abs(eager.val_loss - other.val_loss).max())
+        print(f"  {name:26s} {big:.2e}, {n} of {args.models} (validation losses: {dv:.2e} at most)")
     print(f"one by one {1e3 * t_eager / args.steps:.2f} ms/step, graphs {1e3 * t_graph / args.steps:.2f} ms/step "
-          f"(4 validations and one capture included): {t_eager / t_graph:.1f}x")
+          f"(4 validations and the captures included): {t_eager / t_graph:.1f}x")
 
 
 if __name__ == "__main__":

@@ -653,7 +653,7 @@ class StepRunner:
         with torch.no_grad():
             for t, v in zip(self.state, saved):
                 t.copy_(v)
-                if t.grad is not None:
+                if t.grad is not None:  # a warm-up that failed after its backward pass left gradients
                     t.grad = None
         return graph
 

@@ -8,7 +8,7 @@ On CUDA two runs one by one already differ in rounding (index_add_'s atomic adds
 order), and a few models fitting random labels at a high rate amplify that over hundreds of
 steps (on the CPU, shuffling the order of those adds moved 5 of 240 models past 1e-3 in 400
 steps). So the default is 150 steps (both of the step's graphs, before and after the L1
-penalty starts at step 100), where a wrong graph shows in most models and rounding in none,
+penalty starts at step 101), where a wrong graph shows in most models and rounding in none,
 and the graph run is judged against the spread of the two runs one by one.
 
     python benchmarks/graph_check.py [--device cuda] [--models 240] [--steps 150]
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from calibrate import timed  # noqa: E402  (benchmarks/calibrate.py, beside this script)
 from dbtools.trainer import Hyper, Task, train_group  # noqa: E402
 
 
@@ -48,13 +48,10 @@ def main() -> None:
         val.append((codes[500:], y[500:]))
 
     def run(graphs: bool):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        res = train_group(tasks, val, args.steps, args.steps // 4, device, graphs=graphs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return res, time.perf_counter() - t
+        out = []
+        seconds = timed(lambda: out.append(train_group(tasks, val, args.steps, args.steps // 4, device,
+                                                       graphs=graphs)), device)
+        return out[0], seconds
 
     def apart(a, b) -> tuple[float, int]:
         """Largest weight difference, and the number of models differing by more than 1e-3."""

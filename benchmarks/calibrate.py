@@ -22,9 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
-from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
-from dbtools.trainer import GroupData, GroupParams, evaluate_group, group_key, train_group  # noqa: E402
+from dbtools.train.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
+from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
+from dbtools.train.loop import GroupData, GroupParams, evaluate_group, group_key, train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

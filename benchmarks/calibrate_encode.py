@@ -24,16 +24,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.bank import load_bank, save_bank  # noqa: E402
-from dbtools.calibrate import Protocol, calibrate, final_models, read_json, write_json  # noqa: E402
-from dbtools.datasets import read_dataset  # noqa: E402
-from dbtools.encode import encode_all  # noqa: E402
+from dbtools.bank.store import load_bank, save_bank  # noqa: E402
+from dbtools.train.calibrate import Protocol, calibrate, final_models, read_json, write_json  # noqa: E402
+from dbtools.train.datasets import read_dataset  # noqa: E402
+from dbtools.io.encode import encode_all  # noqa: E402
 from dbtools.evaluate import bank_scores  # noqa: E402
 from dbtools.metrics import auc, auc_delong  # noqa: E402
 from dbtools.score import ScoreOptions  # noqa: E402
-from dbtools.select import open_selected  # noqa: E402
-from dbtools.train_bank import DataOptions, ModelSpec  # noqa: E402
-from dbtools.trainer import Hyper  # noqa: E402
+from dbtools.bank.selection import open_selected  # noqa: E402
+from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
+from dbtools.train.loop import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

@@ -26,10 +26,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.datasets import read_dataset  # noqa: E402
-from dbtools.encode import encode_all  # noqa: E402
-from dbtools.shuffle import dinucleotide_shuffle  # noqa: E402
-from dbtools.trainer import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.datasets import read_dataset  # noqa: E402
+from dbtools.io.encode import encode_all  # noqa: E402
+from dbtools.train.shuffle import dinucleotide_shuffle  # noqa: E402
+from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 SHUFFLES = 10

@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.bank import default_bank_path, load_bank  # noqa: E402
-from dbtools.encode import encode  # noqa: E402
-from dbtools.forward import BankEngine  # noqa: E402
-from dbtools.genome import Genome  # noqa: E402
-from dbtools.mutmap import MutationMapper  # noqa: E402
+from dbtools.bank.store import default_bank_path, load_bank  # noqa: E402
+from dbtools.io.encode import encode  # noqa: E402
+from dbtools.engine.bank_engine import BankEngine  # noqa: E402
+from dbtools.io.genome import Genome  # noqa: E402
+from dbtools.mutmap.mapper import MutationMapper  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matmul_rate import matmul_gflops  # noqa: E402
-from dbtools.bank import default_bank_path, load_bank  # noqa: E402
-from dbtools.encode import encode  # noqa: E402
-from dbtools.forward import BankEngine  # noqa: E402
-from dbtools.genome import Genome  # noqa: E402
-from dbtools.scan_windows import window_values  # noqa: E402
+from dbtools.bank.store import default_bank_path, load_bank  # noqa: E402
+from dbtools.io.encode import encode  # noqa: E402
+from dbtools.engine.bank_engine import BankEngine  # noqa: E402
+from dbtools.io.genome import Genome  # noqa: E402
+from dbtools.scan.windows import window_values  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
 
 # CPU seconds of this process (all its threads): the machine is shared, and wall-clock time

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dbtools.trainer import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
 
 
 def tasks(avg: bool) -> list[Task]:

@@ -27,8 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.encode import encode  # noqa: E402
-from dbtools.trainer import Hyper, Task, train_group  # noqa: E402
+from dbtools.io.encode import encode  # noqa: E402
+from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

@@ -25,15 +25,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbtools.datasets import read_dataset  # noqa: E402
-from dbtools.encode import encode_all  # noqa: E402
+from dbtools.train.datasets import read_dataset  # noqa: E402
+from dbtools.io.encode import encode_all  # noqa: E402
 from dbtools.evaluate import bank_scores  # noqa: E402
-from dbtools.forward import BankEngine  # noqa: E402
+from dbtools.engine.bank_engine import BankEngine  # noqa: E402
 from dbtools.metrics import auc, pearson, spearman  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
-from dbtools.select import open_selected  # noqa: E402
-from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, train_bank  # noqa: E402
-from dbtools.trainer import Hyper  # noqa: E402
+from dbtools.bank.selection import open_selected  # noqa: E402
+from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank  # noqa: E402
+from dbtools.train.loop import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 PBM = ROOT.parent / "shared" / "data" / "pbm" / "WT1_REF_R1_combinatorial.txt"

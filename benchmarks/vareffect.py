@@ -38,14 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matmul_rate import matmul_gflops  # noqa: E402
-from dbtools.bank import default_bank_path, load_bank  # noqa: E402
-from dbtools.encode import encode  # noqa: E402
-from dbtools.forward import BankEngine  # noqa: E402
-from dbtools.genome import Genome  # noqa: E402
-from dbtools.pair_scores import score_pairs  # noqa: E402
+from dbtools.bank.store import default_bank_path, load_bank  # noqa: E402
+from dbtools.io.encode import encode  # noqa: E402
+from dbtools.engine.bank_engine import BankEngine  # noqa: E402
+from dbtools.io.genome import Genome  # noqa: E402
+from dbtools.vareffect.pairs import score_pairs  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
-from dbtools.vareffect import centred_window  # noqa: E402
-from dbtools.vcf_input import open_vcf  # noqa: E402
+from dbtools.vareffect.run import centred_window  # noqa: E402
+from dbtools.io.vcf_read import open_vcf  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 VCF = SHARED / "vcf" / "deepfind_derived_promoter_snvs_chr20_b37.vcf"

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dbtools.bank import load_bank, merge_banks, save_bank
-from dbtools.select import open_selected
+from dbtools.bank.store import load_bank, merge_banks, save_bank
+from dbtools.bank.selection import open_selected
 
 from . import options
 from .progress import stderr

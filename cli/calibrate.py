@@ -10,12 +10,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from dbtools.calibrate import Protocol, calibrate_to_files
+from dbtools.train.calibrate import Protocol, calibrate_to_files
 from dbtools.device import resolve_device
 from dbtools.errors import UsageError
-from dbtools.interrupt import StopRequest
-from dbtools.train_bank import DataOptions, specs_from_args
-from dbtools.trainer import Hyper
+from dbtools.train.interrupt import StopRequest
+from dbtools.train.bank_training import DataOptions, specs_from_args
+from dbtools.train.loop import Hyper
 
 from . import options
 from .progress import stderr, steps_bar

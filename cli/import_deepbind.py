@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dbtools.deepbind_import import write_imported_bank
+from dbtools.bank.deepbind_import import write_imported_bank
 
 from .progress import stderr
 

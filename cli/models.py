@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dbtools.catalog import COLUMNS, model_rows, write_tsv
-from dbtools.select import open_selected
+from dbtools.bank.catalog import COLUMNS, model_rows, write_tsv
+from dbtools.bank.selection import open_selected
 
 from . import options
 from .progress import Console

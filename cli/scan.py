@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dbtools.device import resolve_device
-from dbtools.scan import ScanOptions, assemble, parse_shard
-from dbtools.scan import scan as run_scan
+from dbtools.scan.run import ScanOptions, assemble, parse_shard
+from dbtools.scan.run import scan as run_scan
 from dbtools.score import ScoreOptions
 
 from . import options

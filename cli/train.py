@@ -9,10 +9,10 @@ import typer
 
 from dbtools.device import resolve_device
 from dbtools.errors import UsageError
-from dbtools.interrupt import StopRequest
-from dbtools.calibrate import train_from_calibration
-from dbtools.train_bank import DataOptions, RunOptions, specs_from_args, train_to_file
-from dbtools.trainer import Hyper
+from dbtools.train.interrupt import StopRequest
+from dbtools.train.calibrate import train_from_calibration
+from dbtools.train.bank_training import DataOptions, RunOptions, specs_from_args, train_to_file
+from dbtools.train.loop import Hyper
 
 from . import options
 from .progress import stderr, steps_bar

@@ -10,7 +10,7 @@ import typer
 
 from dbtools.device import resolve_device
 from dbtools.score import ScoreOptions
-from dbtools.vareffect import vareffect as run_vareffect
+from dbtools.vareffect.run import vareffect as run_vareffect
 
 from . import options
 from .progress import counter, stderr

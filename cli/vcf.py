@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dbtools.vcf_shards import concat_vcfs, split_vcf
+from dbtools.io.vcf_shards import concat_vcfs, split_vcf
 
 from .progress import stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UsageError
+from dbtools.errors import UsageError
 
 CHOICES = ("auto", "cpu", "cuda")
 

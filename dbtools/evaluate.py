@@ -8,13 +8,13 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from .bank import Bank
-from .datasets import read_dataset
-from .encode import encode_all
-from .forward import BankEngine
-from .metrics import auc, auprc, pearson, spearman
-from .score import ScoreOptions, score_codes
-from .select import open_selected
+from dbtools.bank.store import Bank
+from dbtools.train.datasets import read_dataset
+from dbtools.io.encode import encode_all
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.metrics import auc, auprc, pearson, spearman
+from dbtools.score import ScoreOptions, score_codes
+from dbtools.bank.selection import open_selected
 
 COLUMNS = ("model", "protein", "data", "n", "positives", "auc", "auprc", "pearson", "spearman")
 

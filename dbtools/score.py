@@ -10,10 +10,10 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from .encode import encode
-from .forward import BankEngine
-from .select import open_selected
-from .sequences import read_sequences
+from dbtools.io.encode import encode
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.bank.selection import open_selected
+from dbtools.io.sequences import read_sequences
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def bank():
-    from dbtools.bank import default_bank_path, load_bank
+    from dbtools.bank.store import default_bank_path, load_bank
 
     return load_bank(default_bank_path())
 
 
 @pytest.fixture(scope="session")
 def engine(bank):
-    from dbtools.forward import BankEngine
+    from dbtools.engine.bank_engine import BankEngine
 
     return BankEngine(bank, "cpu")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from dbtools.bank import SCHEMA_VERSION, load_bank, save_bank
+from dbtools.bank.store import SCHEMA_VERSION, load_bank, save_bank
 from dbtools.errors import DbtoolsError
 
 

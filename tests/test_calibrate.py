@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import dbtools.calibrate as cal
-from dbtools.bank import load_bank
-from dbtools.calibrate import Protocol, calibrate_to_files, sample_trials, train_from_calibration
+import dbtools.train.calibrate as cal
+from dbtools.bank.store import load_bank
+from dbtools.train.calibrate import Protocol, calibrate_to_files, sample_trials, train_from_calibration
 from dbtools.errors import DbtoolsError
-from dbtools.interrupt import Interrupted
-from dbtools.train_bank import DataOptions, ModelSpec
-from dbtools.trainer import Hyper
+from dbtools.train.interrupt import Interrupted
+from dbtools.train.bank_training import DataOptions, ModelSpec
+from dbtools.train.loop import Hyper
 from test_cli import assert_one_line_error, dbtools
 from test_resume import StopAfter
 from test_train_cli import planted

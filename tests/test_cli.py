@@ -87,7 +87,7 @@ def test_bad_bank_file(tmp_path, content):
 
 
 def test_truncated_bank_file(tmp_path):
-    from dbtools.bank import default_bank_path
+    from dbtools.bank.store import default_bank_path
 
     bad = tmp_path / "cut.bank"
     bad.write_bytes(default_bank_path().read_bytes()[:100_000])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from dbtools.datasets import (balance_weights, cap_negatives, detect_format, parse_rows, read_dataset,
+from dbtools.train.datasets import (balance_weights, cap_negatives, detect_format, parse_rows, read_dataset,
                               shuffles_per_positive, split_by_origin)
 from dbtools.errors import DbtoolsError, UsageError
 

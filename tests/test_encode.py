@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbtools.encode import decode, encode, one_hot, reverse_complement
+from dbtools.io.encode import decode, encode, one_hot, reverse_complement
 from dbtools.errors import DbtoolsError
 
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbtools.encode import encode
-from dbtools.forward import BankEngine
+from dbtools.io.encode import encode
+from dbtools.engine.bank_engine import BankEngine
 from dbtools.score import ScoreOptions, score_codes
 from oracle import score as oracle_score
 

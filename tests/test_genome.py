@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbtools.errors import DbtoolsError
-from dbtools.genome import Genome
+from dbtools.io.genome import Genome
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from dbtools.deepbind_import import import_deepbind, parse_params
+from dbtools.bank.deepbind_import import import_deepbind, parse_params
 from dbtools.errors import DbtoolsError
 
 PARAMS = """# deepbind 0.1\r

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_path
-from dbtools.encode import encode
-from dbtools.forward import BankEngine
-from dbtools.genome import Genome
-from dbtools.mutmap import MutationMapper, brute_force_scores, mutation_map
+from dbtools.io.encode import encode
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.io.genome import Genome
+from dbtools.mutmap.mapper import MutationMapper, brute_force_scores, mutation_map
 from dbtools.score import ScoreOptions, score_codes
-from dbtools.select import open_selected
+from dbtools.bank.selection import open_selected
 from test_cli import CTCF_PEAK, assert_one_line_error, dbtools
 from test_forward import pick_architectures
 
@@ -103,7 +103,7 @@ def test_small_budget_and_long_sequence_give_the_same_maps(mixed):
 def test_stacking_of_models_changes_nothing(mixed, monkeypatch):
     """Models sharing a detector length and pooling share a stack; split into more, smaller
     stacks (a column limit below two models), the maps are the same."""
-    import dbtools.mutmap as mutmap
+    import dbtools.mutmap.mapper as mutmap
 
     sub, engine, mapper = mixed
     assert any(len(s.parts) > 1 for s in mapper.stacks)  # architectures differing only in dense layers
@@ -184,7 +184,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_figures_png_and_svg_for_a_ctcf_peak(tmp_path):
-    from dbtools.mutmap_plot import DPI, figure_size
+    from dbtools.mutmap.plot import DPI, figure_size
 
     fa = tmp_path / "peak.fa"
     fa.write_text(f">ctcf_peak\n{CTCF_PEAK}\n")
@@ -208,7 +208,7 @@ def test_figures_png_and_svg_for_a_ctcf_peak(tmp_path):
 
 
 def test_figure_wraps_long_sequences():
-    from dbtools.mutmap_plot import ROW_MAX, draw, figure_size, rows_of
+    from dbtools.mutmap.plot import ROW_MAX, draw, figure_size, rows_of
 
     assert rows_of(20) == (1, 20) and rows_of(101) == (1, 101) and rows_of(1000)[0] == 9
     assert rows_of(1000)[1] <= ROW_MAX
@@ -243,7 +243,7 @@ def test_bad_inputs_one_line_each(tmp_path):
 
 def test_option_errors_are_raised_before_any_work(tmp_path):
     from dbtools.errors import DbtoolsError, UsageError
-    from dbtools.mutmap import mutmap
+    from dbtools.mutmap.mapper import mutmap
 
     with pytest.raises(UsageError, match="--format"):
         mutmap("-", str(tmp_path), models=[CTCF_MODEL], formats=["jpg"])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dbtools import pooling_native
-from dbtools.encode import N, encode
-from dbtools.forward import BankEngine
+from dbtools.engine import native as pooling_native
+from dbtools.io.encode import N, encode
+from dbtools.engine.bank_engine import BankEngine
 from oracle import score as oracle_score
 from test_forward import pick_architectures
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbtools.errors import DbtoolsError
-from dbtools.regions import read_regions
+from dbtools.io.regions import read_regions
 
 
 def test_regions_in_order_with_names(tmp_path):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from dbtools.bank import load_bank
+from dbtools.bank.store import load_bank
 from dbtools.errors import DbtoolsError
-from dbtools.interrupt import Interrupted
-from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, checkpoint_folder, train_to_file
-from dbtools.trainer import Hyper
+from dbtools.train.interrupt import Interrupted
+from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, checkpoint_folder, train_to_file
+from dbtools.train.loop import Hyper
 from test_train_cli import planted
 
 CPU = torch.device("cpu")

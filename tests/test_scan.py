@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_path
-from dbtools.encode import encode
+from dbtools.io.encode import encode
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.forward import BankEngine
-from dbtools.genome import Genome
-from dbtools.scan import ScanOptions, assemble, scan, track_offset
-from dbtools.scan_windows import window_values
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.io.genome import Genome
+from dbtools.scan.run import ScanOptions, assemble, scan, track_offset
+from dbtools.scan.windows import window_values
 from dbtools.score import ScoreOptions, score_codes
 from test_cli import assert_one_line_error, dbtools
 
@@ -113,7 +113,7 @@ def test_strided_whole_windows_equal_their_scores(genome, mixed, monkeypatch, wi
 def test_strided_groups_of_one_shape_are_scored_side_by_side(genome, bank, monkeypatch):
     """Groups sharing the detector length and pooling (here: with and without the hidden layer,
     one or both strands) are one unit of the strided path; each keeps its own scores."""
-    from dbtools.strided import strided_windows
+    from dbtools.engine.strided import strided_windows
 
     by_shape: dict = {}
     for i, m in enumerate(bank.models):
@@ -141,7 +141,7 @@ def test_the_strand_that_won_is_reported(mixed, genome):
     rc = [j for j, m in enumerate(sub.models) if m.info.arch.reverse_complement]
     fwd = [j for j, m in enumerate(sub.models) if not m.info.arch.reverse_complement]
     assert not rc_won[:, fwd].any() and rc_won[:, rc].any()
-    from dbtools.encode import reverse_complement
+    from dbtools.io.encode import reverse_complement
     for k in np.flatnonzero(rc_won[:, rc[0]])[:3]:
         win = codes[k * 10:k * 10 + 101]
         # the value is then the forward score of the window's reverse complement

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dbtools.errors import UsageError
-from dbtools.select import select_models
+from dbtools.bank.selection import select_models
 
 
 def ids(bank, selectors):

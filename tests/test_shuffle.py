@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbtools.shuffle import dinucleotide_shuffle
+from dbtools.train.shuffle import dinucleotide_shuffle
 
 
 def dinucs(s: str) -> Counter:

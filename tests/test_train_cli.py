@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dbtools.bank import load_bank
-from dbtools.train_bank import restart_seed
+from dbtools.bank.store import load_bank
+from dbtools.train.bank_training import restart_seed
 from test_cli import assert_one_line_error, dbtools
 
 MOTIF = "GATAAGCT"
@@ -131,8 +131,8 @@ def test_detector_lengths_are_candidates_on_the_same_validation_rows(tmp_path):
     loss of all; a spec that sets detector_len trains that length only."""
     import torch
 
-    from dbtools.train_bank import DataOptions, ModelSpec, RunOptions, train_bank
-    from dbtools.trainer import Hyper
+    from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank
+    from dbtools.train.loop import Hyper
 
     data = str(planted(tmp_path / "a.tsv"))
     specs = [ModelSpec(id="free", train=data, hyper=Hyper(detector_len=6)),

@@ -46,20 +46,20 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def genome():
-    from dbtools.genome import Genome
+    from dbtools.io.genome import Genome
 
     return Genome(shared_path("genome", "20.fa.gz"))
 
 
 @pytest.fixture(scope="module")
 def models_engine(bank):
-    from dbtools.forward import BankEngine
+    from dbtools.engine.bank_engine import BankEngine
 
     return BankEngine(bank.subset([bank.ids.index(i) for i in MODELS]), "cpu")
 
 
 def score(engine, windows: list[str]) -> np.ndarray:
-    from dbtools.encode import encode
+    from dbtools.io.encode import encode
     from dbtools.score import ScoreOptions, score_codes
 
     return score_codes(engine, [encode(w) for w in windows], ScoreOptions(), batch_size=4096)
@@ -373,8 +373,8 @@ def test_unwritable_output_and_no_matching_contig(tmp_path, genome, vareffect):
 
 
 def test_info_keys_windows_and_layout_choice():
-    from dbtools.vareffect import centred_window
-    from dbtools.vcf_output import choose_layout, info_key, model_keys
+    from dbtools.vareffect.run import centred_window
+    from dbtools.io.vcf_write import choose_layout, info_key, model_keys
 
     assert info_key("D00328.003") == "DBT_D00328_003"
     assert model_keys(["a.b", "a_b", "a-b"]) == ["DBT_a_b", "DBT_a_b_2", "DBT_a_b_3"]
@@ -398,13 +398,13 @@ def test_pair_scores_equal_score_codes_on_real_windows(genome, models_engine, op
     """Taking an ALT's windows that miss its change from the REF pass changes no score:
     real SNV, MNP, indel and unchanged alleles, under every scoring option. With the fused CPU
     kernel every window is scored instead; without it (as on a GPU) the REF's windows are shared."""
-    from dbtools.encode import encode
-    from dbtools.forward import BankEngine
+    from dbtools.io.encode import encode
+    from dbtools.engine.bank_engine import BankEngine
 
     monkeypatch.setenv("DBTOOLS_NATIVE", "1")  # the kernel, also on CPUs that do not use it by default
     if not kernel:
         monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
-    from dbtools.pair_scores import score_pairs
+    from dbtools.vareffect.pairs import score_pairs
     from dbtools.score import ScoreOptions, score_codes
 
     pos = [121412, 206603, 421808, 1600125, 62960001]
@@ -444,11 +444,11 @@ def test_unsorted_input_gets_no_index(tmp_path, genome, vareffect):
 def test_pair_scores_property_on_real_loci(genome, models_engine, data, monkeypatch):
     """Random real loci of the SNV file, random substitutions/indels at random offsets, random options:
     the pairs path (REF windows shared, as without the fused CPU kernel) equals scoring every window."""
-    from dbtools.encode import encode
-    from dbtools.forward import BankEngine
+    from dbtools.io.encode import encode
+    from dbtools.engine.bank_engine import BankEngine
 
     monkeypatch.setattr(BankEngine, "fused_scores", lambda self, g: False)
-    from dbtools.pair_scores import score_pairs
+    from dbtools.vareffect.pairs import score_pairs
     from dbtools.score import ScoreOptions, score_codes
 
     pos = data.draw(st.sampled_from(_snv_positions()))

@@ -62,7 +62,7 @@ def inputs(tmp_path_factory):
     """A 2-contig slice of chr20, the first 200 chr20 promoter SNVs, and two ENCODE proteins."""
     import pysam
 
-    from dbtools.genome import Genome
+    from dbtools.io.genome import Genome
 
     genome = shared_path("genome", "20.fa.gz")
     vcf_src = shared_path("vcf", "deepfind_derived_promoter_snvs_chr20_b37.vcf")
@@ -134,7 +134,7 @@ def workflow_run(inputs, tmp_path_factory):
 
 
 def assert_same_banks(got_path: Path, want_path: Path) -> None:
-    from dbtools.bank import load_bank
+    from dbtools.bank.store import load_bank
 
     got, want = load_bank(got_path), load_bank(want_path)
     assert got.ids == want.ids
@@ -340,7 +340,7 @@ def jobs_to_run(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_vcf_split_concat_round_trip(inputs, tmp_path):
-    from dbtools.vcf_shards import concat_vcfs, shard_sizes, split_vcf
+    from dbtools.io.vcf_shards import concat_vcfs, shard_sizes, split_vcf
 
     assert shard_sizes(10, 3) == [4, 3, 3] and sum(shard_sizes(200, 7)) == 200
     parts = split_vcf(str(inputs["vcf"]), 3, str(tmp_path / "parts"))
@@ -355,7 +355,7 @@ def test_vcf_split_concat_round_trip(inputs, tmp_path):
 
 def test_vcf_split_and_concat_errors(inputs, tmp_path):
     from dbtools.errors import DbtoolsError
-    from dbtools.vcf_shards import concat_vcfs, split_vcf
+    from dbtools.io.vcf_shards import concat_vcfs, split_vcf
 
     with pytest.raises(DbtoolsError, match="fewer than the 500 shards"):
         split_vcf(str(inputs["vcf"]), 500, str(tmp_path / "many"))

@@ -1,0 +1,1 @@
+"""Model banks: the file format, model selection, the catalogue and the DeepBind import."""

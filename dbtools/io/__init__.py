@@ -1,0 +1,1 @@
+"""Reading and writing files: sequences, genomes, regions, VCF, tracks, atomic outputs."""

@@ -1,0 +1,43 @@
+"""Outputs appear complete or not at all: write under a temporary name, rename when done."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dbtools.errors import DbtoolsError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, with one line, when `path`'s folder does not exist or cannot be written."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise DbtoolsError(f"{path}: cannot write: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise DbtoolsError(f"{path}: cannot write: folder {folder} is not writable")
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed to `path`, on any
+    error (or Ctrl-C) it is removed, so a half-written file never carries the final name.
+
+    `suffix` keeps an extension the writer needs to see (e.g. ".vcf.gz"). The file gets
+    the usual permissions (0666 less the umask), not the 0600 of temporary files.
+    """
+    path = check_writable(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        if tmp.exists():
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,69 @@
+"""Track writers: BigWig (pyBigWig), bedGraph and BED lines, from runs of window values.
+
+A run is (chrom, first, step, values): values[k] describes bases [first + k*step, first + (k+1)*step)
+(values: an array, or a lazy reader that np.asarray turns into one); NaN values are gaps and
+are not written. BigWig files are written under a temporary name and
+renamed when complete (dbtools/io/atomic.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from dbtools.io.atomic import atomic_path
+
+Run = tuple[str, int, int, np.ndarray]
+_BLOCK = 1 << 20  # values converted and added at a time
+
+
+def finite_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) index ranges of consecutive non-NaN values."""
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], ok, [False]]).astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: Iterable[Run]) -> None:
+    """One BigWig with the contigs of `header` (in that order) and the runs' values, which must
+    come in header order and increasing positions. Zoom levels are built so browsers open it fast."""
+    import pyBigWig
+
+    with atomic_path(path, ".bw") as tmp:
+        bw = pyBigWig.open(str(tmp), "w")
+        try:
+            bw.addHeader([(c, int(n)) for c, n in header], maxZooms=10)
+            for chrom, first, step, values in runs:
+                for c in range(0, len(values), _BLOCK):  # a block at a time: bounded memory for long contigs
+                    block = np.asarray(values[c:c + _BLOCK], dtype=np.float64)
+                    for a, b in finite_runs(block):
+                        bw.addEntries(chrom, int(first + (c + a) * step), values=block[a:b],
+                                      span=int(step), step=int(step))
+        finally:
+            bw.close()
+
+
+def bedgraph_text(chrom: str, first: int, step: int, values: np.ndarray) -> str:
+    """bedGraph lines (chrom, start, end, value) for a run, gaps left out."""
+    out = []
+    for a, b in finite_runs(values):
+        starts = first + np.arange(a, b) * step
+        out.extend(f"{chrom}\t{s}\t{s + step}\t{v:.6f}\n" for s, v in zip(starts.tolist(), values[a:b].tolist()))
+    return "".join(out)
+
+
+def bed_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndarray, rc_won: np.ndarray,
+                  ids: list[str], threshold: float) -> str:
+    """BED6 lines (chrom, start, end, model, score, strand) for windows scoring >= threshold;
+    window k is [first + k*step, first + k*step + width); lines ordered by window, then model."""
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(values >= threshold)
+    starts = (first + rows * step).tolist()
+    scores = values[rows, cols].tolist()
+    strands = rc_won[rows, cols].tolist()
+    return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{'-' if r else '+'}\n"
+                   for s, c, v, r in zip(starts, cols.tolist(), scores, strands))

@@ -1,0 +1,328 @@
+"""Writing an annotated VCF: INFO key names and layouts, header lines, and the output file.
+
+Two INFO layouts carry per-allele, per-model scores:
+
+* ``keys``: three Float keys per model, ``DBT_<ID>_REF`` (Number=1), ``DBT_<ID>_ALT`` and
+  ``DBT_<ID>_DIFF`` (Number=A), where ``<ID>`` is the model ID with every character other
+  than a letter, digit or ``_`` turned into ``_`` (D00328.003 -> DBT_D00328_003_DIFF), so that
+  keys match the VCF spec and read plainly in `bcftools filter -i` expressions.
+* ``csq``: one String key ``DBT_CSQ`` (Number=.) in the style of VEP's CSQ: one
+  ``Allele|Model|Ref|Alt|Diff|`` entry per ALT allele and model, comma-separated, with the
+  format in the header's Description (`bcftools +split-vep -a DBT_CSQ` reads it; the last,
+  empty field is named Consequence because split-vep requires one).
+
+Outputs: '-' (plain VCF on stdout), ``.vcf``, ``.vcf.gz``/``.vcf.bgz`` (BGZF with a tabix
+index beside it) and ``.bcf`` (a text spool converted by cyvcf2, with any contig, INFO, FILTER
+or FORMAT the records use but the header lacks declared first, as BCF requires). Files are
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from dbtools.io.atomic import atomic_path
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.io.vcf_read import VcfHeader
+
+PREFIX = "DBT_"
+CSQ_KEY = "DBT_CSQ"
+MISMATCH_KEY = "DBT_REFMISMATCH"
+# a trailing empty Consequence: bcftools +split-vep (1.16 at least) requires a field of that name
+CSQ_FIELDS = ("Allele", "Model", "Ref", "Alt", "Diff", "Consequence")
+LAYOUTS = ("auto", "keys", "csq")
+KEYS_MAX_MODELS = 16  # auto layout: per-model keys up to this many models, one CSQ key beyond
+MISSING = "."
+
+
+def info_key(model_id: str) -> str:
+    """The INFO key stem of a model: DBT_ + the ID with characters other than [A-Za-z0-9_] as '_'."""
+    return PREFIX + re.sub(r"[^0-9A-Za-z_]", "_", model_id)
+
+
+def model_keys(ids: list[str]) -> list[str]:
+    """One distinct key stem per model (a clash after the mapping gets _2, _3, ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        k = info_key(i)
+        if k in seen:
+            seen[k] += 1
+            k = f"{k}_{seen[k]}"
+        seen.setdefault(k, 1)
+        out.append(k)
+    return out
+
+
+def choose_layout(layout: str, n_models: int) -> str:
+    """'auto' is 'keys' for at most KEYS_MAX_MODELS models, else 'csq'."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"--info-layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if layout == "auto":
+        return "keys" if n_models <= KEYS_MAX_MODELS else "csq"
+    return layout
+
+
+def _quote(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class ModelColumn:
+    """What the header says about one model's scores."""
+
+    id: str
+    protein: str
+    experiment: str
+    window: int
+
+
+class InfoFormatter:
+    """Formats the INFO additions of records and the header lines that declare them."""
+
+    def __init__(self, models: list[ModelColumn], layout: str, digits: int = 6):
+        self.models = models
+        self.layout = layout
+        self.keys = model_keys([m.id for m in models])
+        self.fmt = f"%.{digits}f"
+        self.ours = {MISMATCH_KEY, CSQ_KEY} | {k + s for k in self.keys for s in ("_REF", "_ALT", "_DIFF")}
+
+    def header_lines(self, version: str, command: str, settings: str) -> list[str]:
+        lines = [f"##dbtools_version={version}", f"##dbtools_command={command}",
+                 f"##dbtools_vareffect=<{settings}>"]
+        for m, k in zip(self.models, self.keys):
+            lines.append(f"##dbtools_model=<ID={m.id},Key={k},Protein={_quote(m.protein)},"
+                         f"Experiment={_quote(m.experiment)},Window={m.window}>")
+        lines.append(f'##INFO=<ID={MISMATCH_KEY},Number=0,Type=Flag,Description="REF differs from the genome; '
+                     f'dbtools scored the windows with the genome\'s bases">')
+        if self.layout == "csq":
+            lines.append(f'##INFO=<ID={CSQ_KEY},Number=.,Type=String,Description="dbtools binding scores of the '
+                         f'reference and alternative windows centred on the variant, and Diff = Alt - Ref, per '
+                         f'ALT allele and model. Format: {"|".join(CSQ_FIELDS)}">')
+            return lines
+        for m, k in zip(self.models, self.keys):
+            what = f"{m.id} ({m.protein}, {m.experiment})"
+            lines += [
+                f'##INFO=<ID={k}_REF,Number=1,Type=Float,Description="dbtools {what}: score of the '
+                f'{m.window}-bp reference window centred on the variant">',
+                f'##INFO=<ID={k}_ALT,Number=A,Type=Float,Description="dbtools {what}: score of the '
+                f'{m.window}-bp window with each ALT allele applied, centred">',
+                f'##INFO=<ID={k}_DIFF,Number=A,Type=Float,Description="dbtools {what}: ALT score - REF score">',
+            ]
+        return lines
+
+    def info(self, old: str, alts: list[str], ref: np.ndarray | None, alt: list[np.ndarray | None],
+             mismatch: bool) -> str:
+        """The INFO column: `old` without keys of ours, then the flag and the scores.
+
+        `ref` [M] is the REF window's scores (None: record not scored); alt[i] [M] those of
+        ALT allele i (None: allele not scored).
+        """
+        parts = [] if old in ("", MISSING) else [p for p in old.split(";") if p.split("=", 1)[0] not in self.ours]
+        if mismatch:
+            parts.append(MISMATCH_KEY)
+        if ref is not None:
+            parts.extend(self._csq(alts, ref, alt) if self.layout == "csq" else self._keys(ref, alt))
+        return ";".join(parts) if parts else MISSING
+
+    def _keys(self, ref: np.ndarray, alt: list[np.ndarray | None]) -> list[str]:
+        fmt = self.fmt
+        ref_t = [fmt % v for v in ref.tolist()]
+        alt_t, diff_t = [], []
+        for a in alt:
+            if a is None:
+                alt_t.append([MISSING] * len(ref_t))
+                diff_t.append([MISSING] * len(ref_t))
+            else:
+                alt_t.append([fmt % v for v in a.tolist()])
+                diff_t.append([fmt % v for v in (a - ref).tolist()])
+        out = []
+        for j, k in enumerate(self.keys):
+            out.append(f"{k}_REF={ref_t[j]}")
+            out.append(f"{k}_ALT=" + ",".join(t[j] for t in alt_t))
+            out.append(f"{k}_DIFF=" + ",".join(t[j] for t in diff_t))
+        return out
+
+    def _csq(self, alts: list[str], ref: np.ndarray, alt: list[np.ndarray | None]) -> list[str]:
+        fmt = self.fmt
+        ref_t = [fmt % v for v in ref.tolist()]
+        entries = []
+        for allele, a in zip(alts, alt):
+            if a is None:
+                continue
+            for m, r, av, d in zip(self.models, ref_t, a.tolist(), (a - ref).tolist()):
+                entries.append(f"{allele}|{m.id}|{r}|{fmt % av}|{fmt % d}|")
+        return [f"{CSQ_KEY}=" + ",".join(entries)] if entries else []
+
+
+def output_kind(path: str) -> str:
+    """'vcf' (also '-'), 'vcf.gz' or 'bcf', from the output name."""
+    if path == "-":
+        return "vcf"
+    low = path.lower()
+    if low.endswith(".bcf"):
+        return "bcf"
+    if low.endswith((".vcf.gz", ".vcf.bgz", ".gz", ".bgz")):
+        return "vcf.gz"
+    return "vcf"
+
+
+class _Undeclared:
+    """Contigs, INFO/FORMAT keys and FILTERs that records use but the header lacks (needed for BCF)."""
+
+    def __init__(self, header: VcfHeader):
+        self.declared = {k: set(v) for k, v in header.declared.items()}
+        self.declared["FILTER"].add("PASS")
+        self.found: dict[str, list[str]] = {k: [] for k in self.declared}
+
+    def _see(self, kind: str, name: str) -> None:
+        if name and name != MISSING and name not in self.declared[kind]:
+            self.declared[kind].add(name)
+            self.found[kind].append(name)
+
+    def see(self, line: str) -> None:
+        f = line.split("\t", 9)
+        self._see("contig", f[0])
+        for flt in f[6].split(";"):
+            self._see("FILTER", flt)
+        for part in f[7].split(";"):
+            self._see("INFO", part.split("=", 1)[0])
+        if len(f) > 8:
+            for key in f[8].split(":"):
+                self._see("FORMAT", key)
+
+    def lines(self) -> list[str]:
+        out = [f"##contig=<ID={c}>" for c in self.found["contig"]]
+        out += [f'##FILTER=<ID={x},Description="(not declared in the input)">' for x in self.found["FILTER"]]
+        out += [f'##INFO=<ID={x},Number=.,Type=String,Description="(not declared in the input)">'
+                for x in self.found["INFO"]]
+        out += [f'##FORMAT=<ID={x},Number=.,Type=String,Description="(not declared in the input)">'
+                for x in self.found["FORMAT"]]
+        return out
+
+
+class VcfWriter:
+    """Writes header lines then record lines; `close_ok()` finishes the file (index, BCF conversion)."""
+
+    def __init__(self, stream: TextIO, kind: str):
+        self.stream = stream
+        self.kind = kind
+        self.undeclared: _Undeclared | None = None
+        self.meta: list[str] = []
+        self.columns = ""
+
+    def header(self, header: VcfHeader, extra: list[str]) -> None:
+        self.meta = header.meta + extra
+        self.columns = header.columns
+        if self.kind == "bcf":  # the header is written last, once every name the records use is known
+            self.undeclared = _Undeclared(VcfHeader(self.meta, self.columns))
+        else:
+            self.stream.write("\n".join(self.meta + [self.columns]) + "\n")
+
+    def records(self, lines: list[str]) -> None:
+        if self.undeclared is not None:
+            for line in lines:
+                self.undeclared.see(line)
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+
+
+class _BgzfText:
+    """A write-only text adapter over pysam's BGZFile."""
+
+    def __init__(self, path: Path):
+        import pysam
+
+        self._f = pysam.BGZFile(str(path), "wb")
+
+    def write(self, text: str) -> None:
+        self._f.write(text.encode())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _index(vcf_gz: Path, tbi: Path, final: str) -> bool:
+    """Build a tabix index; False (with a warning) when the records are not sorted."""
+    import pysam
+
+    try:
+        pysam.tabix_index(str(vcf_gz), preset="vcf", index=str(tbi), force=True, keep_original=True)
+    except (OSError, ValueError) as e:
+        print(f"dbtools: warning: {final}: no tabix index written (records not sorted by position?): {e}",
+              file=sys.stderr)
+        if tbi.exists():
+            tbi.unlink()
+        return False
+    return True
+
+
+def _bcf_from_spool(body: Path, writer: VcfWriter, out: Path, name: str) -> None:
+    """Header (with late declarations) + spooled records -> BCF, via cyvcf2 (htslib)."""
+    import cyvcf2
+
+    meta = writer.meta
+    extra = writer.undeclared.lines() if writer.undeclared else []
+    if extra:  # before the first line that is not ##fileformat
+        meta = meta[:1] + extra + meta[1:]
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", suffix=".vcf",
+                                     delete=False) as full:
+        full.write("\n".join(meta + [writer.columns]) + "\n")
+        with open(body) as src:
+            shutil.copyfileobj(src, full)
+    try:
+        vin = cyvcf2.VCF(full.name)
+        vout = cyvcf2.Writer(str(out), vin, mode="wb")
+        for rec in vin:
+            vout.write_record(rec)
+        vout.close()
+        vin.close()
+    except (OSError, ValueError) as e:
+        raise DbtoolsError(f"{name}: cannot write BCF: {e}") from None
+    finally:
+        os.unlink(full.name)
+
+
+@contextmanager
+def open_vcf_output(path: str) -> Iterator[VcfWriter]:
+    """A VcfWriter for '-', .vcf, .vcf.gz (+ .tbi) or .bcf; files appear only when complete."""
+    kind = output_kind(path)
+    if path == "-":
+        yield VcfWriter(sys.stdout, "vcf")
+        sys.stdout.flush()
+        return
+    if kind == "vcf":
+        with atomic_path(path, ".vcf") as tmp, open(tmp, "w") as fh:
+            yield VcfWriter(fh, kind)
+        return
+    if kind == "vcf.gz":
+        with atomic_path(path, ".vcf.gz") as tmp, atomic_path(path + ".tbi", ".tbi") as tmp_tbi:
+            stream = _BgzfText(tmp)
+            try:
+                yield VcfWriter(stream, kind)
+            finally:
+                stream.close()
+            if not _index(tmp, tmp_tbi, path) and Path(path + ".tbi").exists():
+                os.unlink(path + ".tbi")  # a stale index would not match the new file
+        return
+    with atomic_path(path, ".bcf") as tmp:
+        body = tmp.with_name(tmp.name + ".body")
+        try:
+            with open(body, "w") as fh:
+                writer = VcfWriter(fh, kind)
+                yield writer
+            _bcf_from_spool(body, writer, tmp, path)
+        finally:
+            if body.exists():
+                body.unlink()

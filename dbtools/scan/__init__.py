@@ -1,0 +1,1 @@
+"""Genome scans: every model over every window of a genome, written as tracks or hits."""

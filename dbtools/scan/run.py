@@ -1,0 +1,384 @@
+"""`dbtools scan`: binding tracks of a genome (or BED regions) with a bank of models.
+
+Windows of W bp are placed every S bp inside each region (the whole contig by default);
+window [s, s + W) gets exactly the score `dbtools score` gives its W bases, and the value is
+written at the S bases centred on the window's centre: [s + (W - S) // 2, s + (W - S) // 2 + S).
+All-N windows are gaps. Contigs are read chunk by chunk (W - 1 bases of overlap), every model
+scored in one pass per chunk, so memory follows the chunk size, not the contig length.
+
+Outputs: one BigWig per model (DIR/<id>.bw), bedGraph (DIR/<id>.bedGraph, or stdout for one
+model), or BED hits >= --threshold (DIR/hits.bed or stdout). File outputs go through the
+per-contig part store (dbtools/scan/parts.py) so that runs can resume and shards can merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from dbtools.io.atomic import atomic_path, check_writable
+from dbtools.bank.store import Bank
+from dbtools.io.encode import encode
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.io.genome import Genome
+from dbtools.io.regions import read_regions
+from dbtools.scan.parts import PartStore
+from dbtools.scan.windows import window_count, window_values
+from dbtools.score import ScoreOptions
+from dbtools.bank.selection import open_selected
+from dbtools.io.tracks import bed_hits_text, bedgraph_text, write_bigwig
+
+FORMATS = ("bigwig", "bedgraph", "bed")
+# --precision: the windowed pass's arithmetic. Measured against fp32 on 20 kbp of chr20 with the
+# 16 benchmark models: fp16 within 1.1% of each model's score range, bf16 within 6.7% (tests hold
+# them to 2% and 10%)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan computes (the same options give the same tracks)."""
+
+    window: int | None = None  # genomic window W; None: each model's genomic_window()
+    step: int = 1
+    scoring: ScoreOptions = field(default_factory=ScoreOptions)
+    threshold: float | None = None  # bed: hits >= threshold; tracks: values below it left out
+    fmt: str = "bigwig"
+
+
+@dataclass
+class ScanSummary:
+    contigs: int
+    skipped: int  # contigs already complete (--resume)
+    bases: int
+    models: int
+    outputs: list[str]
+    assembled: bool
+
+
+def track_offset(window: int, step: int) -> int:
+    """Where a window's value is written, from its start: the S bases centred on its centre."""
+    return (window - step) // 2
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' (1 <= i <= n) -> (i, n); None -> (1, 1)."""
+    if not text:
+        return 1, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise UsageError(f"--shard {text!r}: expected i/n with 1 <= i <= n, e.g. --shard 2/8")
+    return int(m.group(1)), int(m.group(2))
+
+
+def plan_regions(genome: Genome, regions: str | None, chroms: list[str] | None, skip_missing: bool,
+                 warn: Callable[[str], None]) -> dict[str, list[tuple[int, int]]]:
+    """Regions to scan per contig, in FASTA order, sorted and with overlaps merged (clipped to the contig)."""
+    per: dict[str, list[tuple[int, int]]] = {}
+    if regions is None:
+        per = {c: [(0, genome.sizes[c])] for c in genome.contigs}
+    else:
+        warned: set[str] = set()
+        n = 0
+        for r in read_regions(regions):
+            n += 1
+            contig = genome.resolve(r.contig)
+            if contig is None:
+                if not skip_missing:
+                    genome.require(r.contig, f"{regions}: line {r.line}")
+                if r.contig not in warned:
+                    warned.add(r.contig)
+                    warn(f"{regions}: contig {r.contig!r} is not in {genome.path}; its regions are skipped")
+                continue
+            if contig != r.contig and r.contig not in warned:
+                warned.add(r.contig)
+                warn(f"{regions}: contig {r.contig!r} read as {contig!r} (the FASTA's name)")
+            start, end = min(r.start, genome.sizes[contig]), min(r.end, genome.sizes[contig])
+            if end > start:
+                per.setdefault(contig, []).append((start, end))
+        if n == 0:
+            raise DbtoolsError(f"{regions}: no regions (the BED file is empty)")
+    if chroms:
+        wanted = {genome.require(c, "--chroms") for part in chroms for c in part.split(",") if c.strip()}
+        per = {c: v for c, v in per.items() if c in wanted}
+    if not per:
+        raise DbtoolsError("nothing to scan: no region lies on the selected contigs")
+    plan = {}
+    for contig in genome.contigs:
+        if contig not in per:
+            continue
+        merged: list[list[int]] = []
+        for s, e in sorted(per[contig]):
+            if merged and s < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        plan[contig] = [(s, e) for s, e in merged]
+    return plan
+
+
+def shard_contigs(plan: dict[str, list[tuple[int, int]]], shard: tuple[int, int]) -> list[str]:
+    """The contigs of shard i of n: largest first to the least loaded shard (deterministic)."""
+    i, n = shard
+    load = [0] * n
+    mine = set()
+    work = sorted(plan, key=lambda c: (-sum(e - s for s, e in plan[c]), list(plan).index(c)))
+    for c in work:
+        k = load.index(min(load))
+        load[k] += sum(e - s for s, e in plan[c])
+        if k == i - 1:
+            mine.add(c)
+    return [c for c in plan if c in mine]
+
+
+def window_classes(bank: Bank, window: int | None) -> list[tuple[int, list[int]]]:
+    """Models grouped by their genomic window W: [(W, model indices)]."""
+    by: dict[int, list[int]] = {}
+    for i, m in enumerate(bank.models):
+        by.setdefault(window or m.info.genomic_window(), []).append(i)
+    return sorted(by.items())
+
+
+def default_chunk(n_models: int) -> int:
+    """Bases per chunk: about 16 M window values in flight, 10 kbp to 1 Mbp."""
+    return int(max(10_000, min(1_000_000, (1 << 24) // max(1, n_models))))
+
+
+def _signature(genome: Genome, plan: dict, bank: Bank, windows: list[int], options: ScanOptions,
+               precision: str = "fp32") -> dict:
+    digest = hashlib.sha256(repr(sorted(plan.items())).encode()).hexdigest()
+    return {
+        "header": [[c, genome.sizes[c]] for c in genome.contigs],
+        "contigs": list(plan),
+        "regions_sha256": digest,
+        "models": bank.ids,
+        "windows": windows,
+        "step": options.step,
+        "scoring": asdict(options.scoring),
+        "threshold": options.threshold,
+        "format": options.fmt,
+        **({"precision": precision} if precision != "fp32" else {}),  # fp32 parts of earlier versions still match
+    }
+
+
+def _make_out_dir(out_dir: str) -> None:
+    """Create --out-dir if needed; one clear line when it cannot be written."""
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DbtoolsError(f"{out_dir}: cannot create the output folder: {e.strerror}") from None
+    check_writable(Path(out_dir) / "tracks")
+
+
+def track_file_name(model_id: str) -> str:
+    """The file name (without extension) of a model's track: the ID with unsafe characters as `_`."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
+
+
+def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, skip_missing: bool,
+         bank: str | None, models: list[str] | None, options: ScanOptions, out_dir: str | None,
+         stdout: TextIO, device: torch.device | str = "cpu", precision: str = "fp32",
+         chunk_size: int | None = None, batch_windows: int | None = None, resume: bool = False,
+         shard: tuple[int, int] = (1, 1), warn: Callable[[str], None] = lambda s: None,
+         progress: Callable[[str, int, int], None] | None = None) -> ScanSummary:
+    """Scan the planned regions with the selected models and write the tracks.
+
+    `progress(contig, bases_done, contig_bases)` is called after each chunk.
+    """
+    if options.fmt not in FORMATS:
+        raise UsageError(f"--format {options.fmt!r}: choose one of {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype != torch.float32 and torch.device(device).type == "cpu":
+        warn(f"--precision {precision} on the CPU: the torch path in {precision}, slower than the default fp32 "
+             "kernel; reduced precision pays off on GPUs")
+    if options.step < 1 or (options.window is not None and options.window < 1):
+        raise UsageError("--window and --step must be at least 1")
+    if options.fmt == "bed" and options.threshold is None:
+        raise UsageError("--format bed needs --threshold T (windows scoring >= T are written)")
+    if out_dir is None:
+        if options.fmt == "bigwig":
+            raise UsageError("--format bigwig needs --out-dir DIR (one DIR/<model>.bw per model)")
+        if resume or shard != (1, 1):
+            raise UsageError("--resume and --shard need --out-dir DIR")
+    else:
+        _make_out_dir(out_dir)
+
+    selected = open_selected(bank, models)
+    classes = window_classes(selected, options.window)
+    for w, _ in classes:
+        if options.step > w:
+            raise UsageError(f"--step {options.step} is larger than the window {w}: each value covers "
+                             f"S bases inside its window, so S <= W")
+    if out_dir is None and options.fmt == "bedgraph" and len(selected) != 1:
+        raise UsageError(f"bedGraph on stdout is for one model ({len(selected)} selected); "
+                         "give --out-dir DIR for one DIR/<model>.bedGraph each")
+
+    with Genome(genome_path) as genome:
+        plan = plan_regions(genome, regions, chroms, skip_missing, warn)
+        mine = shard_contigs(plan, shard)
+        windows = [0] * len(selected)
+        for w, idx in classes:
+            for i in idx:
+                windows[i] = w
+        store = None
+        if out_dir is not None:
+            store = PartStore(out_dir)
+            store.start(_signature(genome, plan, selected, windows, options, precision),
+                        keep_existing=resume or shard[1] > 1)
+        engines = [(w, idx, BankEngine(selected.subset(idx), device, dtype=dtype)) for w, idx in classes]
+        chunk = chunk_size or default_chunk(len(selected))
+        ids = selected.ids
+        done_contigs = skipped = bases = 0
+        for contig in mine:
+            index = genome.contigs.index(contig)
+            total = sum(e - s for s, e in plan[contig])
+            if store is not None and resume and store.is_done(index):
+                skipped += 1
+                if progress:
+                    progress(contig, total, total)
+                continue
+            sink = _StreamSink(stdout, ids, options) if store is None else None
+            if store is not None:
+                with store.writing(index, len(selected), options.fmt != "bed") as part:
+                    _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
+                                 precision, _PartSink(part, ids, options), progress)
+            else:
+                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
+                             precision, sink, progress)
+            done_contigs += 1
+            bases += total
+        outputs: list[str] = []
+        assembled = False
+        if store is not None and shard[1] == 1:
+            outputs = assemble(out_dir)
+            assembled = True
+    return ScanSummary(contigs=done_contigs, skipped=skipped, bases=bases, models=len(selected),
+                       outputs=outputs, assembled=assembled)
+
+
+class _StreamSink:
+    """bedGraph (one model) or BED hits straight to a text stream."""
+
+    def __init__(self, out: TextIO, ids: list[str], options: ScanOptions):
+        self.out, self.ids, self.options = out, ids, options
+
+    def add(self, contig, window, first, models, values, rc_won):
+        o = self.options
+        if o.fmt == "bed":
+            self.out.write(bed_hits_text(contig, first, o.step, window, values, rc_won,
+                                         [self.ids[m] for m in models], o.threshold))
+        else:
+            self.out.write(bedgraph_text(contig, first + track_offset(window, o.step), o.step, values[:, 0]))
+
+
+class _PartSink:
+    """Window values (tracks) or hits (BED) into the part store."""
+
+    def __init__(self, part, ids: list[str], options: ScanOptions):
+        self.part, self.ids, self.options = part, ids, options
+
+    def add(self, contig, window, first, models, values, rc_won):
+        o = self.options
+        hits = ""
+        if o.fmt == "bed":
+            hits = bed_hits_text(contig, first, o.step, window, values, rc_won, [self.ids[m] for m in models],
+                                 o.threshold)
+        self.part.add(window, first, o.step, models, values, hits)
+
+
+def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], engines, options: ScanOptions,
+                 chunk: int, batch_windows: int | None, precision: str, sink, progress) -> None:
+    """Every window of every segment of one contig, chunk by chunk, into `sink`."""
+    S = options.step
+    wmax = max(w for w, _, _ in engines)
+    per_chunk = max(1, chunk // S)  # window starts per chunk
+    total = sum(e - s for s, e in segments)
+    before = 0  # bases of the segments already done
+    for a, b in segments:
+        counts = [window_count(b - a, w, S) for w, _, _ in engines]
+        n = max(counts)
+        for k0 in range(0, max(n, 1), per_chunk):
+            k1 = min(n, k0 + per_chunk)
+            if k1 > k0:
+                lo = a + k0 * S
+                seq = genome.fetch(contig, lo, min(b, a + (k1 - 1) * S + wmax))
+                codes = encode(seq, f"{genome.path}: {contig}:{lo + 1}")
+                for (w, idx, engine), nw in zip(engines, counts):
+                    kc = min(k1, nw)
+                    if kc <= k0:
+                        continue
+                    sub = codes[:(kc - k0 - 1) * S + w]
+                    values, rc_won = window_values(engine, sub, w, S, options.scoring, batch_windows)
+                    if options.threshold is not None and options.fmt != "bed":
+                        with np.errstate(invalid="ignore"):
+                            values[values < options.threshold] = np.nan
+                    sink.add(contig, w, lo, idx, values, rc_won)
+            if progress:
+                progress(contig, before + (b - a if k1 >= n else k1 * S), total)
+        before += b - a
+
+
+def assemble(out_dir: str | os.PathLike) -> list[str]:
+    """Turn a complete part store into the final tracks and remove it (`dbtools merge-tracks`).
+
+    Every contig of the scan must be complete; the error lists those that are not.
+    """
+    store = PartStore(out_dir)
+    sig = store.signature()
+    if sig is None:
+        raise DbtoolsError(f"{out_dir}: no scan parts here ({store.root} is missing)")
+    header = [(c, n) for c, n in sig["header"]]
+    index = {c: i for i, (c, _) in enumerate(header)}
+    missing = [c for c in sig["contigs"] if not store.is_done(index[c])]
+    if missing:
+        shown = ", ".join(missing[:20]) + (", ..." if len(missing) > 20 else "")
+        raise DbtoolsError(f"{out_dir}: the scan is not complete: contig(s) {shown} not done yet "
+                           "(run the remaining shards, or the scan with --resume)")
+    step, fmt, ids, windows = sig["step"], sig["format"], sig["models"], sig["windows"]
+    out = Path(out_dir)
+    outputs = []
+    if fmt == "bed":
+        path = out / "hits.bed"
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            for c in sig["contigs"]:
+                with open(store.hits_path(index[c])) as src:
+                    for block in iter(lambda: src.read(1 << 20), ""):
+                        fh.write(block)
+        outputs.append(str(path))
+    else:
+        for j, model_id in enumerate(ids):
+            w = windows[j]
+            runs = _runs(store, sig["contigs"], index, j, w, step)
+            if fmt == "bigwig":
+                path = out / f"{track_file_name(model_id)}.bw"
+                write_bigwig(path, header, runs)
+            else:
+                path = out / f"{track_file_name(model_id)}.bedGraph"
+                with atomic_path(path) as tmp, open(tmp, "w") as fh:
+                    for contig, first, s, values in runs:
+                        for k0 in range(0, len(values), 1 << 20):
+                            fh.write(bedgraph_text(contig, first + k0 * s, s, np.asarray(values[k0:k0 + (1 << 20)])))
+            outputs.append(str(path))
+    store.remove()
+    return outputs
+
+
+def _runs(store: PartStore, contigs: list[str], index: dict[str, int], model: int, window: int, step: int):
+    """(contig, first track base, step, values) of one model, contig by contig in header order."""
+    for c in sorted(contigs, key=index.__getitem__):
+        values = store.values(index[c], model)
+        off = 0
+        for first, n in store.layout(index[c])["segments"].get(str(window), []):
+            yield c, first + track_offset(window, step), step, values[off:off + n]
+            off += n

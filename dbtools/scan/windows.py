@@ -1,0 +1,155 @@
+"""Window values of one genome chunk: every model, every W-bp window placed every S bp.
+
+The value of window [s, s + W) is exactly what `dbtools score` returns for those W bases
+(`score_codes` with the same `ScoreOptions`). The work is done once per base: the engine's
+stride-1 scoring windows (each padded on its own, as the original scorer does) are computed
+for the whole chunk from shared convolutions (`BankEngine.window_scores`), and each genomic
+window's value is then a sliding max (or sum / W with `--average`) over the scoring windows
+inside it, per strand, before the strands' max. Windows scored whole at a step of a few bp or
+more are each computed on their own instead (`dbtools.strided`): their edge work is not
+shared, and most of the stride-1 windows are not wanted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dbtools.io.encode import N
+from dbtools.engine.bank_engine import BankEngine, _sliding_max, _sliding_sum
+from dbtools.parallel import parallel_steps
+from dbtools.score import ScoreOptions
+from dbtools.engine.strided import STRIDED_MIN_STEP, strided_windows
+
+_FUSED_BASES = 1 << 18  # bases per fused-kernel call when windows are kept every few bp
+
+
+def window_count(length: int, window: int, step: int) -> int:
+    """Windows of `window` bp placed every `step` bp from the start of `length` bases."""
+    return 0 if length < window else (length - window) // step + 1
+
+
+def gap_windows(codes: np.ndarray, window: int, step: int) -> np.ndarray:
+    """[nwin] True where the window at k * step is all N (a gap: no value is written)."""
+    nwin = window_count(len(codes), window, step)
+    called = np.concatenate([[0], np.cumsum(codes != N, dtype=np.int64)])
+    starts = np.arange(nwin, dtype=np.int64) * step
+    return called[starts + window] == called[starts]
+
+
+@torch.inference_mode()
+def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int, scoring: ScoreOptions,
+                  batch_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Score windows codes[k*step : k*step + window] with every model of `engine`.
+
+    Returns values [nwin, M] float32 (NaN for all-N windows) and rc_won [nwin, M] (True where
+    the reverse strand gave the value). `batch_windows` caps the scoring windows per engine call.
+    """
+    M = len(engine)
+    nwin = window_count(len(codes), window, step)
+    values = np.full((nwin, M), np.nan, dtype=np.float32)
+    rc_won = np.zeros((nwin, M), dtype=bool)
+    if nwin == 0:
+        return values, rc_won
+    gaps = gap_windows(codes, window, step)
+    if gaps.all():
+        return values, rc_won
+    span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
+    x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
+    whole = [g for g in engine.groups
+             if window >= g.m and min(scoring.window_size or int(1.5 * g.m), window) == window]
+    # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
+    fused = {id(g) for g in whole if step > 1 and engine.fused_scores(g)}
+    # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
+    strided = [g for g in whole if step >= STRIDED_MIN_STEP and id(g) not in fused
+               and engine.dtype == torch.float32]  # the strided path computes in float32 only
+    if strided:
+        for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
+            _store(g, fwd, rev, values, rc_won)
+    done = {id(g) for g in strided}
+    # the rest in one pool of steps (one per group and chunk), so the cores stay busy across groups
+    parts, steps = [], []
+    for g in engine.groups:
+        if id(g) in done:
+            continue
+        kept = id(g) in fused
+        w = window if kept else min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score
+        n = nwin if kept else span + window - w  # kept windows, or every scoring window of length w
+        if kept:
+            wc = max(1, _FUSED_BASES // step)
+        else:
+            wc = engine._steps(g, 1, w, n)[0]
+        if batch_windows:
+            wc = min(wc, batch_windows)
+        part = (g, w, kept, torch.empty(g.size, n, device=engine.device),
+                torch.empty(int(g.rc_local.numel()), n, device=engine.device))
+        parts.append(part)
+        steps.extend((part, i0, min(n, i0 + wc)) for i0 in range(0, n, wc))
+
+    def run(job) -> None:
+        (g, w, kept, fwd, rev), i0, i1 = job
+        if kept:
+            f, r = engine.scores_fused(g, x, w, i0 * step, (i1 - 1) * step + 1, step)
+        else:
+            f, r = engine.window_scores(g, x, w, i0, i1)
+        fwd[:, i0:i1] = f[0].t()
+        rev[:, i0:i1] = r[0].t()
+
+    parallel_steps(run, steps, engine.device)
+    for g, w, kept, fwd, rev in parts:
+        if not kept:
+            fwd = _over_window(fwd, window - w + 1, scoring.average, window)[:, ::step]
+            rev = _over_window(rev, window - w + 1, scoring.average, window)[:, ::step]
+        _store(g, fwd, rev, values, rc_won)
+    values[gaps] = np.nan
+    rc_won[gaps] = False
+    return values, rc_won
+
+
+def _strided_values(engine: BankEngine, groups: list, codes: torch.Tensor, w: int, step: int, nwin: int,
+                    batch_windows: int | None) -> list[tuple]:
+    """Whole-window scores of windows every `step` bp: per group, (g, strands [G, nwin] and [Grc, nwin])."""
+    strided = strided_windows(engine)
+    out = []
+    for unit in strided.units(groups):
+        per = strided.windows_per_step(unit[1], w, step)
+        if batch_windows:
+            per = min(per, batch_windows)
+        mine = [(g, torch.empty(g.size, nwin, device=engine.device),
+                 torch.empty(int(g.rc_local.numel()), nwin, device=engine.device)) for g in unit[0]]
+
+        def run(i0: int) -> None:  # called within this iteration: the loop's names are current
+            n = min(nwin, i0 + per) - i0
+            for (_, fwd, rev), (f, r) in zip(mine, strided.scores(unit, codes, w, step, i0 * step, n)):
+                fwd[:, i0:i0 + n] = f
+                rev[:, i0:i0 + n] = r
+
+        # one thread: these steps are many small operations, and two threads side by side took 1.3x
+        # the wall time of one (and 1.8x its CPU time) on a 2-core machine, contending for the interpreter
+        parallel_steps(run, range(0, nwin, per), engine.device, threads=1)
+        out.extend(mine)
+    return out
+
+
+def _store(g, fwd: torch.Tensor, rev: torch.Tensor, values: np.ndarray, rc_won: np.ndarray) -> None:
+    """Strands [G, n] and [Grc, n] of group g -> its columns of values and rc_won [n, M]."""
+    won = torch.zeros_like(fwd, dtype=torch.bool)
+    if rev.numel():
+        won[g.rc_local] = rev > fwd[g.rc_local]
+        fwd[g.rc_local] = torch.maximum(fwd[g.rc_local], rev)
+    cols = g.bank_index.cpu().numpy()
+    values[:, cols] = fwd.t().cpu().numpy()
+    rc_won[:, cols] = won.t().cpu().numpy()
+
+
+def _over_window(scores: torch.Tensor, n: int, average: bool, length: int) -> torch.Tensor:
+    """Each genomic window's value from its n scoring windows [C, span + n - 1] -> [C, span]:
+    the max, or with `average` the sum / length (a sequence with one window is not divided)."""
+    if n == 1 or scores.shape[0] == 0:
+        return scores[:, :scores.shape[1] - n + 1]
+    out = scores.new_empty(scores.shape[0], scores.shape[1] - n + 1)
+    if average:
+        _sliding_sum(scores, n, out)
+        return out.div_(length)
+    _sliding_max(scores, n, out)
+    return out

@@ -1,0 +1,1 @@
+"""Training banks of models together: data, the batched model, the training loop, calibration."""

@@ -1,0 +1,1 @@
+"""Variant effects: reference and alternative windows scored, written into the VCF."""

@@ -43,7 +43,7 @@ from dbtools.bank.store import default_bank_path, load_bank  # noqa: E402
 from dbtools.io.encode import encode  # noqa: E402
 from dbtools.engine.bank_engine import BankEngine  # noqa: E402
 from dbtools.io.genome import Genome  # noqa: E402
-from dbtools.scan.windows import window_values  # noqa: E402
+from dbtools.engine.windows import window_values  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
 
 # CPU seconds of this process (all its threads): the machine is shared, and wall-clock time

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from dbtools.device import resolve_device
-from dbtools.mutmap.mapper import mutmap as run_mutmap
+from dbtools.mutmap.run import mutmap as run_mutmap
 from dbtools.score import ScoreOptions
 
 from . import options

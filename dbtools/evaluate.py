@@ -13,7 +13,8 @@ from dbtools.train.datasets import read_dataset
 from dbtools.io.encode import encode_all
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.metrics import auc, auprc, pearson, spearman
-from dbtools.score import ScoreOptions, score_codes
+from dbtools.engine.options import ScoreOptions
+from dbtools.score import score_codes
 from dbtools.bank.selection import open_selected
 
 COLUMNS = ("model", "protein", "data", "n", "positives", "auc", "auprc", "pearson", "spearman")

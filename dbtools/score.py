@@ -12,17 +12,9 @@ import torch
 
 from dbtools.io.encode import encode
 from dbtools.engine.bank_engine import BankEngine
+from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
 from dbtools.io.sequences import read_sequences
-
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    """Scoring options shared by score, scan, mutmap and vareffect."""
-
-    window_size: int | None = None  # None: int(1.5 * m) per model
-    average: bool = False
-    class_prob: bool = False
 
 
 def score_codes(engine: BankEngine, codes: list[np.ndarray], options: ScoreOptions,

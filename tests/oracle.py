@@ -52,3 +52,14 @@ def score(model, seq: str, window_size: int | None = None, average: bool = False
         vals = [predict(model, s[i:i + w]) for i in range(len(s) - w + 1)]
         per_strand.append(sum(vals) / len(seq) if average else max(vals))
     return max(per_strand)
+
+
+def brute_force_scores(engine, codes: np.ndarray, options=None) -> np.ndarray:
+    """The slow reference for mutation maps: `score_codes` on all 4L single-base variants of
+    `codes`: [L, 4, M]."""
+    from dbtools.score import ScoreOptions, score_codes
+
+    L = len(codes)
+    mutants = np.repeat(np.asarray(codes, dtype=np.int8)[None], 4 * L, 0)
+    mutants[np.arange(4 * L), np.repeat(np.arange(L), 4)] = np.tile(np.arange(4), L)
+    return score_codes(engine, list(mutants), options or ScoreOptions()).reshape(L, 4, -1)

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_path
+from oracle import brute_force_scores
 from dbtools.io.encode import encode
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
-from dbtools.mutmap.mapper import MutationMapper, brute_force_scores, mutation_map
+from dbtools.mutmap.mapper import MutationMapper, mutation_map
 from dbtools.score import ScoreOptions, score_codes
 from dbtools.bank.selection import open_selected
 from test_cli import CTCF_PEAK, assert_one_line_error, dbtools
@@ -238,12 +239,12 @@ def test_bad_inputs_one_line_each(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_one_line_error(dbtools("mutmap", "-o", str(blocker / "maps"), "-m", CTCF_MODEL, stdin="ACGT\n"), 1,
-                          "cannot create output folder")
+                          "cannot create the output folder")
 
 
 def test_option_errors_are_raised_before_any_work(tmp_path):
     from dbtools.errors import DbtoolsError, UsageError
-    from dbtools.mutmap.mapper import mutmap
+    from dbtools.mutmap.run import mutmap
 
     with pytest.raises(UsageError, match="--format"):
         mutmap("-", str(tmp_path), models=[CTCF_MODEL], formats=["jpg"])
@@ -254,4 +255,4 @@ def test_option_errors_are_raised_before_any_work(tmp_path):
     with pytest.raises(DbtoolsError, match="is a file"):
         mutmap("-", str(blocker), models=[CTCF_MODEL])
     with pytest.raises(UsageError, match="--genome"):
-        list(__import__("dbtools.mutmap", fromlist=["read_targets"]).read_targets(None, "r.bed", None))
+        list(__import__("dbtools.mutmap.files", fromlist=["read_targets"]).read_targets(None, "r.bed", None))

@@ -17,7 +17,7 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
 from dbtools.scan.run import ScanOptions, assemble, scan, track_offset
-from dbtools.scan.windows import window_values
+from dbtools.engine.windows import window_values
 from dbtools.score import ScoreOptions, score_codes
 from test_cli import assert_one_line_error, dbtools
 

@@ -74,10 +74,10 @@ class ModelInfo:
     train_length: int | None = None
     provenance: dict = field(default_factory=dict)
 
-    def genomic_window(self) -> int:
-        """The genomic window (bp) a scan or variant score describes by default: the
-        training sequence length when recorded, else DEFAULT_WINDOW."""
-        return self.train_length or DEFAULT_WINDOW
+    def genomic_window(self, window: int | None = None) -> int:
+        """The genomic window (bp) a scan or variant score describes: `window` when given, else
+        the training sequence length when recorded, else DEFAULT_WINDOW."""
+        return window or self.train_length or DEFAULT_WINDOW
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -130,6 +130,14 @@ class Bank:
     @property
     def ids(self) -> list[str]:
         return [m.info.id for m in self.models]
+
+    def by_genomic_window(self, window: int | None = None) -> dict[int, list[int]]:
+        """Model positions grouped by their genomic window W (`window`, or each model's own), in
+        order of first appearance."""
+        by: dict[int, list[int]] = {}
+        for i, m in enumerate(self.models):
+            by.setdefault(m.info.genomic_window(window), []).append(i)
+        return by
 
     def subset(self, indices: list[int]) -> "Bank":
         return Bank([self.models[i] for i in indices], self.description)

@@ -1,11 +1,11 @@
 """Whole-window scores of windows placed every S bp along one sequence (the scan at --step S).
 
-`BankEngine._pooled_cuts` computes every stride-1 window of a sequence, sharing the edge work
+`cuts.pooled_cuts` computes every stride-1 window of a sequence, sharing the edge work
 of neighbouring windows. When a genomic window is scored whole and only every S-th window is
 wanted, that edge work is wasted on the S - 1 windows between; here each wanted window's edges
 are computed on their own, from the same block sums as the interior:
 
-* D[j][q]: the threshold plus the detector rows of blocks j.. (blocks of `_BLOCK` rows, centred
+* D[j][q]: the threshold plus the detector rows of blocks j.. (blocks of `BLOCK` rows, centred
   weights, so `N` adds 0) for the filter whose block j starts at base q; one 4-mer table row a
   block (the engine's cut tables).
 * A left cut (rows 0..k-1 see the window's left padding) of window p reads D[j] at filter start
@@ -19,7 +19,7 @@ are computed on their own, from the same block sums as the interior:
   strided max (or sum) over blocks of S positions.
 
 Per window that is about 3m row operations for the edges instead of about m per base, so it
-pays for S >= STRIDED_MIN_STEP. Values equal the stride-1 path's within float32 rounding.
+pays for S >= `bank_engine.STRIDED_MIN_STEP`. Values equal the stride-1 path's within float32 rounding.
 """
 
 from __future__ import annotations
@@ -30,29 +30,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dbtools.engine.bank_engine import BankEngine
+from dbtools.engine.groups import BLOCK, Group
+from dbtools.engine.sliding import block_sums, row_max, sliding_max, sliding_sum
 from dbtools.io.encode import N, kmer_index, one_hot
-from dbtools.engine.bank_engine import _BLOCK, BankEngine, _Group, _sliding_max, _sliding_sum, block_sums, row_max
 
-# below this the stride-1 path (shared edge work) is faster: 100 kbp x 16 models took 0.77 s
-# against 0.89 s at step 4, 1.17 s against 1.00 s at step 3
-STRIDED_MIN_STEP = 4
-_PARTIAL = 3  # a partial block has at most _BLOCK - 1 rows: a 3-mer table
+_PARTIAL = 3  # a partial block has at most BLOCK - 1 rows: a 3-mer table
 _STEP_FLOATS = 1 << 20  # floats of block sums per step (measured best of 2**18..2**22)
 
 
 @dataclass
 class _Partials:
     """Per column chunk of a group: partial-block sums as linear maps of the one-hot 3-mer
-    ([12, blocks * _BLOCK * width]) and a bias: the cut constant, or -inf where (block, r) is
+    ([12, blocks * BLOCK * width]) and a bias: the cut constant, or -inf where (block, r) is
     not a cut."""
 
     left: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j - 1, r): rows bj - r .. bj - 1 on the first r bases
     right: list[tuple[torch.Tensor, torch.Tensor]]  # entry (j, b - 1 - r): rows bj .. bj + r - 1 on the last r bases
 
 
-def _partials(g: _Group) -> _Partials:
+def _partials(g: Group) -> _Partials:
     """Partial-block maps of group g, in the cut order and column chunks of the engine."""
-    m, b, cuts = g.m, _BLOCK, g.cuts
+    m, b, cuts = g.m, BLOCK, g.cuts
     nl, jr = cuts.nb, (m - 1) // b
     left, right = [], []
     c0 = 0
@@ -104,9 +103,9 @@ class _Columns:
     partials: _Partials
 
 
-def _merged(groups: list[_Group], partials: list[_Partials]) -> _Columns:
+def _merged(groups: list[Group], partials: list[_Partials]) -> _Columns:
     """The columns of single-chunk groups of one detector length and pooling, side by side."""
-    g0, b = groups[0], _BLOCK
+    g0, b = groups[0], BLOCK
     nl, jr = g0.cuts.nb, (g0.m - 1) // b
 
     def side(maps: list[tuple[torch.Tensor, torch.Tensor]], slots: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,24 +139,24 @@ class StridedWindows:
         self._partials: dict[int, _Partials] = {}
         self._units: dict[tuple, list] = {}
 
-    def partials(self, g: _Group) -> _Partials:
+    def partials(self, g: Group) -> _Partials:
         key = id(g)
         if key not in self._partials:
             self._partials[key] = _partials(g)
         return self._partials[key]
 
-    def units(self, groups: list[_Group]) -> list[tuple[list[_Group], _Columns, list[torch.Tensor]]]:
+    def units(self, groups: list[Group]) -> list[tuple[list[Group], _Columns, list[torch.Tensor]]]:
         """`groups` packed into units scored together: groups of one detector length and pooling,
         each within one column chunk, side by side up to a chunk's width (on a GPU, all of them).
         Per unit: its groups, their columns, and for each group the rows of the unit's pooled
-        features [k * F_unit + 1] that make its own (`_Group.features` composed)."""
+        features [k * F_unit + 1] that make its own (`Group.features` composed)."""
         key = tuple(id(g) for g in groups)
         if key in self._units:
             return self._units[key]
-        by_shape: dict[tuple, list[_Group]] = {}
+        by_shape: dict[tuple, list[Group]] = {}
         for g in groups:
             by_shape.setdefault((g.m, g.avg), []).append(g)
-        packs: list[list[_Group]] = []
+        packs: list[list[Group]] = []
         for same in by_shape.values():
             current, cols = [], 0
             for g in same:
@@ -210,8 +209,8 @@ class StridedWindows:
 
     def pooled(self, cols: _Columns, codes: torch.Tensor, w: int, step: int, first: int, count: int) -> torch.Tensor:
         """[count, k * F + 1]: per window the max (then the mean) of every live detector column
-        in the cut order, then a zero column; the layout of `BankEngine._pooled_cuts`."""
-        m, b, S, nw = cols.m, _BLOCK, step, count
+        in the cut order, then a zero column; the layout of `cuts.pooled_cuts`."""
+        m, b, S, nw = cols.m, BLOCK, step, count
         part = cols.partials
         F, nl, jr = cols.const.numel(), cols.nb, (m - 1) // b
         dev = codes.device
@@ -255,10 +254,10 @@ class StridedWindows:
             cut_max = torch.maximum(row_max(left), row_max(right))
             cut_sum = left.clamp_(min=0).sum(1) + right.clamp_(min=0).sum(1) if total is not None else None
             conv = D[0].clamp_(min=0)  # the interior: filters p .. p + w - m
-            _strided_reduce(conv, b, S, nw, inner, mx, row_max, _sliding_max)
+            _strided_reduce(conv, b, S, nw, inner, mx, row_max, sliding_max)
             torch.maximum(mx, cut_max, out=mx)
             if total is not None:
-                _strided_reduce(conv, b, S, nw, inner, total, _row_sum, _sliding_sum)
+                _strided_reduce(conv, b, S, nw, inner, total, _row_sum, sliding_sum)
                 total.add_(cut_sum).div_(w + m - 1)
             del D
         return pooled

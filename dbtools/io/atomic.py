@@ -21,6 +21,20 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """Create an output folder if needed; a folder that cannot be made or written is one clear error."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise DbtoolsError(f"{path}: output folder is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DbtoolsError(f"{path}: cannot create the output folder ({e.strerror or e})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DbtoolsError(f"{path}: output folder is not writable")
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on any

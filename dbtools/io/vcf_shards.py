@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dbtools.errors import DbtoolsError, UsageError
+from dbtools.io.atomic import output_folder
 from dbtools.io.vcf_read import VcfHeader, open_vcf
 from dbtools.io.vcf_write import open_vcf_output
 
@@ -44,11 +45,7 @@ def split_vcf(path: str, n: int, out_dir: str) -> list[Path]:
     if total < n:
         raise DbtoolsError(f"{path}: {total} record(s), fewer than the {n} shards asked for (each shard "
                            "needs at least one record)")
-    folder = Path(out_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DbtoolsError(f"{out_dir}: cannot create the output folder: {e.strerror}") from None
+    folder = output_folder(out_dir)
     outputs = [folder / shard_name(i + 1) for i in range(n)]
     with open_vcf(path) as (header, records):
         for out, size in zip(outputs, shard_sizes(total, n)):

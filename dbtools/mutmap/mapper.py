@@ -25,7 +25,7 @@ Exact and fast, without scoring 3L mutant sequences:
 
 Models whose detectors share a length and pooling are stacked into one set of columns (per
 architecture, forward detectors, then the flipped detectors of reverse-complement models, as
-in `forward.BankEngine`), so models that differ only in their dense layers share the detector
+in `engine.groups`), so models that differ only in their dense layers share the detector
 work; the three other bases of every position (all four at an `N`) and every window offset
 of a block of windows are evaluated together, in cache-sized chunks of windows and offsets,
 and blocks of windows keep memory within a budget for any sequence length.
@@ -33,25 +33,16 @@ and blocks of windows keep memory within a budget for any sequence length.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from dbtools.io.atomic import atomic_path
 from dbtools.bank.store import Bank
-from dbtools.io.encode import N, encode
-from dbtools.errors import DbtoolsError, UsageError
-from dbtools.io.genome import Genome
+from dbtools.engine.groups import architecture_groups, strand_detectors
+from dbtools.engine.options import ScoreOptions
+from dbtools.io.encode import N
 from dbtools.parallel import parallel_steps
-from dbtools.io.regions import read_regions
-from dbtools.score import ScoreOptions
-from dbtools.bank.selection import open_selected
-from dbtools.io.sequences import read_sequences
 
 DEFAULT_BUDGET = 1 << 22  # floats in the temporaries of one block of windows
 _CPU_CHUNK = 1 << 18  # floats of mutant pre-activations built at once on the CPU (they stay in cache)
@@ -113,12 +104,7 @@ def _build_heads(bank: Bank, members: list[int], c0: int, h0: int, device: torch
     """Dense layers of `members` (one architecture) and their detector columns [m, 4, c] / thresholds."""
     arch = bank.models[members[0]].info.arch
     d = arch.num_detectors
-    rc_local = [k for k, i in enumerate(members) if bank.models[i].info.arch.reverse_complement]
-    fwd = [bank.models[i].arrays["detectors"] for i in members]  # [m, 4, d] each
-    rc = [fwd[k][::-1, ::-1, :] for k in rc_local]  # the reverse strand scanned along the forward one
-    w3 = np.concatenate(fwd + rc, axis=2).astype(np.float64)
-    thr_m = [bank.models[i].arrays["thresholds"] for i in members]
-    thr = np.concatenate(thr_m + [thr_m[k] for k in rc_local]).astype(np.float64)
+    w3, thr, rc_local = strand_detectors(bank, members)
     heads = list(range(len(members))) + rc_local
     H, C = len(heads), w3.shape[2]
     w1 = np.stack([bank.models[members[k]].arrays["weights1"] for k in heads])  # [H, nf, hid|1]
@@ -222,22 +208,18 @@ class MutationMapper:
         # the mutants' pre-activations are reduced as soon as built: cache-sized on the CPU
         self.chunk = chunk or (min(self.budget, _CPU_CHUNK) if self.device.type == "cpu" else self.budget)
         # models whose detectors share a length and pooling share one stack of detector columns
-        by_arch: dict[tuple, list[int]] = {}
-        for i, model in enumerate(bank.models):
-            a = model.info.arch
-            by_arch.setdefault((a.detector_len, a.avg_pooling, a.num_detectors, a.num_hidden), []).append(i)
         self.stacks: list[_Stack] = []
         pending: dict[tuple, tuple[int, list[list[int]]]] = {}
-        for key, members in by_arch.items():
-            cols = 2 * key[2]  # at most, per model (both strands)
+        for (m, d, avg, _), members in architecture_groups(self.bank).items():
+            cols = 2 * d  # at most, per model (both strands)
             per = max(1, _MAX_COLUMNS // cols)
             for k in range(0, len(members), per):
                 group = members[k:k + per]
-                used, groups = pending.get(key[:2], (0, []))
+                used, groups = pending.get((m, avg), (0, []))
                 if groups and used + cols * len(group) > _MAX_COLUMNS:
                     self.stacks.append(_build_stack(bank, groups, self.device))
                     used, groups = 0, []
-                pending[key[:2]] = (used + cols * len(group), groups + [group])
+                pending[(m, avg)] = (used + cols * len(group), groups + [group])
         for _, groups in pending.values():
             self.stacks.append(_build_stack(bank, groups, self.device))
 
@@ -284,7 +266,7 @@ class MutationMapper:
     def _stack_scores(self, s: _Stack, x: torch.Tensor, S: int, window_size: int | None, average: bool):
         """Wild-type [H] and mutant [L, S, H] scores (float64) of every head (model strand) of one stack."""
         L, m = x.numel(), s.m
-        wl = min(window_size or int(1.5 * m), L)
+        wl = ScoreOptions(window_size=window_size).scoring_window(m, L)
         P = L - wl + 1
         Q = wl + m - 1
         C = s.const.numel()
@@ -460,165 +442,3 @@ def mutation_map(mapper: MutationMapper, codes: np.ndarray, options: ScoreOption
     known = codes < 4
     delta[np.flatnonzero(known), codes[known]] = 0
     return MutationMap(wild_type=wt, delta=delta.astype(np.float32), mutant=mut)
-
-
-def brute_force_scores(engine, codes: np.ndarray, options: ScoreOptions = ScoreOptions()) -> np.ndarray:
-    """The slow reference: `score_codes` on all 4L single-base variants of `codes`: [L, 4, M]."""
-    from dbtools.score import score_codes
-
-    L = len(codes)
-    mutants = np.repeat(np.asarray(codes, dtype=np.int8)[None], 4 * L, 0)
-    mutants[np.arange(4 * L), np.repeat(np.arange(L), 4)] = np.tile(np.arange(4), L)
-    return score_codes(engine, list(mutants), options).reshape(L, 4, -1)
-
-
-# ---- inputs and outputs of `dbtools mutmap` ------------------------------------------------
-
-FORMATS = ("tsv", "npz", "png", "svg")
-
-
-@dataclass(frozen=True)
-class Target:
-    """A sequence to map: its name, bases and, for a BED region, where it lies (0-based, half open)."""
-
-    name: str
-    sequence: str
-    where: str  # for error messages: the file and record or line
-    contig: str | None = None
-    start: int | None = None
-    end: int | None = None
-
-
-def read_targets(sequences: str | None, regions: str | None, genome: str | None) -> Iterator[Target]:
-    """Sequences (FASTA or one per line, '-' = stdin) or BED regions cut from a genome FASTA."""
-    if regions is None:
-        if genome is not None:
-            raise UsageError("--genome needs --regions (the BED intervals to map)")
-        path = sequences or "-"
-        display = "stdin" if path == "-" else path
-        for i, (name, seq, fasta) in enumerate(read_sequences(path), 1):
-            yield Target(name, seq, f"{display}: record {i} ({name})") if fasta else Target(f"seq{i}", seq, name)
-        return
-    if genome is None:
-        raise UsageError("--regions needs --genome (the FASTA the intervals are cut from)")
-    if sequences not in (None, "-"):
-        raise UsageError("give either SEQUENCES or --regions, not both")
-    with Genome(genome) as g:
-        for r in read_regions(regions):
-            where = f"{regions}: line {r.line}"
-            contig = g.require(r.contig, where)
-            if r.end == r.start:
-                raise DbtoolsError(f"{where}: region {r.contig}:{r.start}-{r.end} is empty")
-            if r.end > g.sizes[contig]:
-                raise DbtoolsError(f"{where}: region {r.contig}:{r.start}-{r.end} runs past the end of "
-                                   f"{r.contig} ({g.sizes[contig]:,} bp)")
-            yield Target(r.name, g.fetch(contig, r.start, r.end), f"{where} ({r.name})", r.contig, r.start, r.end)
-
-
-def prepare_out_dir(out_dir: str) -> Path:
-    """Create the output folder if needed; a folder that cannot be made or written is one clear error."""
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise DbtoolsError(f"{out_dir}: output folder is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DbtoolsError(f"{out_dir}: cannot create output folder ({e.strerror or e})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise DbtoolsError(f"{out_dir}: output folder is not writable")
-    return path
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of a sequence or region name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "sequence"
-
-
-def _describe(options: ScoreOptions, scale: str) -> str:
-    window = options.window_size or "int(1.5 m)"
-    what = ("(score(mutant) - score(wild type)) x max(0, wild type, mutant)" if scale == "deepbind"
-            else "score(mutant) - score(wild type)")
-    prob = " of sigmoid(score)" if options.class_prob else ""
-    return f"delta = {what}{prob}; window {window}, {'average' if options.average else 'max'} over windows"
-
-
-def write_tsv(path: Path, target: Target, info, wild_type: float, delta: np.ndarray, note: str) -> None:
-    """Positions x A, C, G, T, with the reference base and, for a region, the genomic coordinate."""
-    region = target.contig is not None
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(f"# dbtools mutmap: {note}\n")
-        fh.write(f"# model {info.id} ({info.protein}); sequence {target.name}, {len(target.sequence)} bp"
-                 + (f", {target.contig}:{target.start}-{target.end} (BED)" if region else "")
-                 + f"; wild-type score {wild_type:.6f}\n")
-        fh.write("\t".join(["position"] + (["chrom", "coordinate"] if region else []) + ["ref", "A", "C", "G", "T"])
-                 + "\n")
-        lines = []
-        for i, (base, row) in enumerate(zip(target.sequence.upper(), delta)):
-            where = [str(i + 1)] + ([target.contig, str(target.start + i + 1)] if region else [])
-            lines.append("\t".join(where + [base] + ["%.6f" % v for v in row.tolist()]))
-        fh.write("\n".join(lines) + "\n")
-
-
-def write_npz(path: Path, target: Target, info, wild_type: float, delta: np.ndarray, note: str) -> None:
-    """delta [L, 4] (A, C, G, T) with the sequence, model and, for a region, its coordinates."""
-    extra = {}
-    if target.contig is not None:
-        extra = dict(contig=target.contig, start=target.start, end=target.end)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, delta=delta.astype(np.float32), bases=np.array(list("ACGT")),
-                            sequence=target.sequence, name=target.name, model=info.id, protein=info.protein,
-                            wild_type=np.float32(wild_type), note=note, **extra)
-
-
-@dataclass
-class MutmapSummary:
-    sequences: int
-    models: int
-    files: int
-
-
-def mutmap(sequences: str | None, out_dir: str, *, regions: str | None = None, genome: str | None = None,
-           bank: str | None = None, models: list[str] | None = None, options: ScoreOptions = ScoreOptions(),
-           scale: str = "none", formats: list[str] = ("tsv",), device: torch.device | str = "cpu",
-           progress: Callable[[int], None] | None = None) -> MutmapSummary:
-    """Map every sequence (or region) with every selected model; one file per sequence, model and format."""
-    formats = list(dict.fromkeys(f.lower() for f in formats))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsageError(f"--format must be among {', '.join(FORMATS)} (got {', '.join(bad) or 'none'})")
-    if scale not in SCALES:
-        raise UsageError(f"--scale must be one of {', '.join(SCALES)} (got {scale!r})")
-    folder = prepare_out_dir(out_dir)
-    selected = open_selected(bank, models)
-    mapper = MutationMapper(selected, device)
-    note = _describe(options, scale)
-    figures = [f for f in formats if f in ("png", "svg")]
-    if figures:
-        from dbtools.mutmap import plot as mutmap_plot
-    used: set[str] = set()
-    n = files = 0
-    for target in read_targets(sequences, regions, genome):
-        codes = encode(target.sequence, target.where)
-        result = mutation_map(mapper, codes, options, scale)
-        stem = safe_name(target.name)
-        k = 2
-        while stem in used:
-            stem = f"{safe_name(target.name)}_{k}"
-            k += 1
-        used.add(stem)
-        for j, model in enumerate(selected.models):
-            info, wt, delta = model.info, float(result.wild_type[j]), result.delta[:, :, j]
-            base = folder / f"{stem}.{safe_name(info.id)}"
-            if "tsv" in formats:
-                write_tsv(base.with_name(base.name + ".tsv"), target, info, wt, delta, note)
-            if "npz" in formats:
-                write_npz(base.with_name(base.name + ".npz"), target, info, wt, delta, note)
-            for fmt in figures:
-                mutmap_plot.save(base.with_name(base.name + "." + fmt), delta, target.sequence, fmt=fmt,
-                                 title=mutmap_plot.title(info, target, wt, scale),
-                                 first=None if target.start is None else target.start + 1)
-            files += len(formats)
-        n += 1
-        if progress:
-            progress(1)
-    return MutmapSummary(sequences=n, models=len(selected), files=files)

@@ -24,7 +24,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from dbtools.io.atomic import atomic_path, check_writable
+from dbtools.io.atomic import atomic_path, output_folder
 from dbtools.bank.store import Bank
 from dbtools.io.encode import encode
 from dbtools.errors import DbtoolsError, UsageError
@@ -32,8 +32,8 @@ from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
 from dbtools.io.regions import read_regions
 from dbtools.scan.parts import PartStore
-from dbtools.scan.windows import window_count, window_values
-from dbtools.score import ScoreOptions
+from dbtools.engine.windows import window_count, window_values
+from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
 from dbtools.io.tracks import bed_hits_text, bedgraph_text, write_bigwig
 
@@ -142,10 +142,7 @@ def shard_contigs(plan: dict[str, list[tuple[int, int]]], shard: tuple[int, int]
 
 def window_classes(bank: Bank, window: int | None) -> list[tuple[int, list[int]]]:
     """Models grouped by their genomic window W: [(W, model indices)]."""
-    by: dict[int, list[int]] = {}
-    for i, m in enumerate(bank.models):
-        by.setdefault(window or m.info.genomic_window(), []).append(i)
-    return sorted(by.items())
+    return sorted(bank.by_genomic_window(window).items())
 
 
 def default_chunk(n_models: int) -> int:
@@ -168,15 +165,6 @@ def _signature(genome: Genome, plan: dict, bank: Bank, windows: list[int], optio
         "format": options.fmt,
         **({"precision": precision} if precision != "fp32" else {}),  # fp32 parts of earlier versions still match
     }
-
-
-def _make_out_dir(out_dir: str) -> None:
-    """Create --out-dir if needed; one clear line when it cannot be written."""
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DbtoolsError(f"{out_dir}: cannot create the output folder: {e.strerror}") from None
-    check_writable(Path(out_dir) / "tracks")
 
 
 def track_file_name(model_id: str) -> str:
@@ -212,7 +200,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         if resume or shard != (1, 1):
             raise UsageError("--resume and --shard need --out-dir DIR")
     else:
-        _make_out_dir(out_dir)
+        output_folder(out_dir)
 
     selected = open_selected(bank, models)
     classes = window_classes(selected, options.window)

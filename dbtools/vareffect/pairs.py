@@ -17,29 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dbtools.engine.bank_engine import BankEngine, row_max
+from dbtools.engine.bank_engine import MIN_SHARED_WINDOWS, BankEngine
+from dbtools.engine.options import ScoreOptions
+from dbtools.engine.sliding import row_max
 from dbtools.parallel import parallel_steps
-from dbtools.score import ScoreOptions
-
-_MIN_WINDOWS = 3  # fewer windows per sequence: score both sequences whole
-_CPU_STEP = 1 << 19  # floats per [windows x columns] step on the CPU, as the engine's
-
-
-def _sequences_per_step(engine: BankEngine, g, w: int, n_windows: int) -> int:
-    """Sequences per `window_scores` call: as many as the engine's own step holds (its column
-    chunks on the CPU stay cache-sized), within its memory budget."""
-    cols = max(1, g.weight.shape[1])
-    width = min(cols, g.cuts.width)
-    cpu = engine.device.type == "cpu"
-    rows = (min(_CPU_STEP, engine.budget // 8) if cpu else engine.budget // 8) // width
-    sb = max(1, rows // n_windows)
-    per_sequence = (n_windows + w + g.m) * (g.cuts.nb + 1) * width + n_windows * cols * (2 if g.avg else 1)
-    return max(1, min(sb, engine.budget // per_sequence))
-
 
 def _window_scores(engine: BankEngine, g, codes: torch.Tensor, w: int, p0: int, p1: int):
     """window_scores over all sequences of `codes`, in steps: ([B, nw, G], [B, nw, Grc])."""
-    step = _sequences_per_step(engine, g, w, p1 - p0)
+    step = engine.sequences_per_step(g, w, p1 - p0)
     starts = list(range(0, codes.shape[0], step))
     parts: list = [None] * len(starts)
 
@@ -77,7 +62,7 @@ def score_pairs(engine: BankEngine, ref: np.ndarray, alt: np.ndarray, owner: np.
     alt_t = torch.as_tensor(alt, dtype=torch.long, device=dev)
     if all(engine.fused_scores(g) for g in engine.groups):
         # the fused CPU kernel scores every window of both sequences faster than the bookkeeping of
-        # sharing the reference's windows saves (measured: 0.68x with 16 models, 1.09x with 927)
+        # sharing the reference's windows saves (docs/development.md)
         both = engine.score(torch.cat([ref_t, alt_t]), options.window_size, options.average)
         return both[:n].numpy(), both[n:].numpy()
     differs = alt != ref[owner]  # [k, L]
@@ -87,9 +72,9 @@ def score_pairs(engine: BankEngine, ref: np.ndarray, alt: np.ndarray, owner: np.
     owner_t = torch.as_tensor(owner, dtype=torch.long)
     both = None
     for g in engine.groups:
-        w = min(options.window_size or int(1.5 * g.m), L)
+        w = options.scoring_window(g.m, L)
         nw = L - w + 1
-        if nw < _MIN_WINDOWS:  # (nearly) whole-sequence scoring: every window sees the change
+        if nw < MIN_SHARED_WINDOWS:  # (nearly) whole-sequence scoring: every window sees the change
             if both is None:  # (all groups at once; used for each group in this case)
                 both = engine.score(torch.cat([ref_t, alt_t]), options.window_size, options.average)
             idx = g.bank_index.cpu()

@@ -28,7 +28,8 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
 from dbtools.vareffect.pairs import score_pairs
-from dbtools.score import ScoreOptions, score_codes
+from dbtools.engine.options import ScoreOptions
+from dbtools.score import score_codes
 from dbtools.bank.selection import open_selected
 from dbtools.io.vcf_read import VcfRecord, is_sequence_allele, open_vcf
 from dbtools.io.vcf_write import InfoFormatter, ModelColumn, choose_layout, open_vcf_output
@@ -123,7 +124,7 @@ class VariantScorer:
     """Scores reference and alternative windows with a bank; models grouped by window length.
 
     `pairs` (default): an alternative's windows that do not see its change are taken from its
-    reference (`pair_scores`); False scores every window separately (the plain baseline).
+    reference (`vareffect.pairs`); False scores every window separately (the plain baseline).
     """
 
     def __init__(self, bank, device: str | torch.device, options: ScoreOptions, window: int | None,
@@ -131,11 +132,8 @@ class VariantScorer:
         self.options = options
         self.pairs = pairs
         self.n_models = len(bank)
-        self.windows = [window or m.info.genomic_window() for m in bank.models]
-        by_width: dict[int, list[int]] = {}
-        for j, w in enumerate(self.windows):
-            by_width.setdefault(w, []).append(j)
-        self.groups = [(w, np.array(idx), BankEngine(bank.subset(idx), device)) for w, idx in by_width.items()]
+        self.groups = [(w, np.array(idx), BankEngine(bank.subset(idx), device))
+                       for w, idx in bank.by_genomic_window(window).items()]
 
     def score(self, ref_windows: dict[int, list[str]], alt_windows: dict[int, list[str]], owner: np.ndarray):
         """Window strings per width (alt_windows[w][i] a variant of ref_windows[w][owner[i]])
@@ -299,8 +297,8 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
     genome = Genome(genome_path)
     selected = open_selected(bank, models)
     scorer = VariantScorer(selected, device, options, window)
-    columns = [ModelColumn(m.info.id, m.info.protein, m.info.experiment, w)
-               for m, w in zip(selected.models, scorer.windows)]
+    columns = [ModelColumn(m.info.id, m.info.protein, m.info.experiment, m.info.genomic_window(window))
+               for m in selected.models]
     layout = choose_layout(layout, len(selected))
     formatter = InfoFormatter(columns, layout)
     summary = VarEffectSummary(layout=layout, models=len(selected))

@@ -6,7 +6,7 @@ stride-1 scoring windows (each padded on its own, as the original scorer does) a
 for the whole chunk from shared convolutions (`BankEngine.window_scores`), and each genomic
 window's value is then a sliding max (or sum / W with `--average`) over the scoring windows
 inside it, per strand, before the strands' max. Windows scored whole at a step of a few bp or
-more are each computed on their own instead (`dbtools.strided`): their edge work is not
+more are each computed on their own instead (`dbtools.engine.strided`): their edge work is not
 shared, and most of the stride-1 windows are not wanted.
 """
 
@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dbtools.engine.bank_engine import BankEngine, Path
+from dbtools.engine.options import ScoreOptions
+from dbtools.engine.sliding import sliding_max, sliding_sum
+from dbtools.engine.strided import strided_windows
 from dbtools.io.encode import N
-from dbtools.engine.bank_engine import BankEngine, _sliding_max, _sliding_sum
 from dbtools.parallel import parallel_steps
-from dbtools.score import ScoreOptions
-from dbtools.engine.strided import STRIDED_MIN_STEP, strided_windows
 
 _FUSED_BASES = 1 << 18  # bases per fused-kernel call when windows are kept every few bp
 
@@ -56,13 +57,10 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
         return values, rc_won
     span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
-    whole = [g for g in engine.groups
-             if window >= g.m and min(scoring.window_size or int(1.5 * g.m), window) == window]
-    # whole windows with the fused CPU kernel: it walks every base but pools and scores only the kept windows
-    fused = {id(g) for g in whole if step > 1 and engine.fused_scores(g)}
-    # whole windows, few of them, otherwise: each on its own (groups of one shape side by side)
-    strided = [g for g in whole if step >= STRIDED_MIN_STEP and id(g) not in fused
-               and engine.dtype == torch.float32]  # the strided path computes in float32 only
+    paths = {id(g): engine.genomic_path(g, window, step, scoring) for g in engine.groups}
+    fused = {id(g) for g in engine.groups if paths[id(g)] is Path.KEPT_KERNEL}
+    # groups of one shape side by side
+    strided = [g for g in engine.groups if paths[id(g)] is Path.STRIDED]
     if strided:
         for g, fwd, rev in _strided_values(engine, strided, x[0], window, step, nwin, batch_windows):
             _store(g, fwd, rev, values, rc_won)
@@ -73,12 +71,12 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
         if id(g) in done:
             continue
         kept = id(g) in fused
-        w = window if kept else min(scoring.window_size or int(1.5 * g.m), window)  # as BankEngine.score
+        w = window if kept else scoring.scoring_window(g.m, window)
         n = nwin if kept else span + window - w  # kept windows, or every scoring window of length w
         if kept:
             wc = max(1, _FUSED_BASES // step)
         else:
-            wc = engine._steps(g, 1, w, n)[0]
+            wc = engine.steps(g, 1, w, n)[0]
         if batch_windows:
             wc = min(wc, batch_windows)
         part = (g, w, kept, torch.empty(g.size, n, device=engine.device),
@@ -124,8 +122,7 @@ def _strided_values(engine: BankEngine, groups: list, codes: torch.Tensor, w: in
                 fwd[:, i0:i0 + n] = f
                 rev[:, i0:i0 + n] = r
 
-        # one thread: these steps are many small operations, and two threads side by side took 1.3x
-        # the wall time of one (and 1.8x its CPU time) on a 2-core machine, contending for the interpreter
+        # one thread: many small operations, where threads contend for the interpreter (docs/development.md)
         parallel_steps(run, range(0, nwin, per), engine.device, threads=1)
         out.extend(mine)
     return out
@@ -149,7 +146,7 @@ def _over_window(scores: torch.Tensor, n: int, average: bool, length: int) -> to
         return scores[:, :scores.shape[1] - n + 1]
     out = scores.new_empty(scores.shape[0], scores.shape[1] - n + 1)
     if average:
-        _sliding_sum(scores, n, out)
+        sliding_sum(scores, n, out)
         return out.div_(length)
-    _sliding_max(scores, n, out)
+    sliding_max(scores, n, out)
     return out

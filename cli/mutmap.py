@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from dbtools.device import resolve_device
+from dbtools.mutmap.files import MapFormat
+from dbtools.mutmap.mapper import Scale
 from dbtools.mutmap.run import mutmap as run_mutmap
 from dbtools.score import ScoreOptions
 
@@ -21,16 +23,16 @@ def mutmap(
     out_dir: Annotated[str, typer.Option("--out-dir", "-o", metavar="DIR",
                                          help="Folder for the outputs (created if missing).")] = "mutmaps",
     formats: Annotated[list[str], typer.Option(
-        "--format", "-f", metavar="tsv|npz|png|svg",
+        "--format", "-f", metavar=options.choices(MapFormat),
         help="Output formats (repeatable or comma-separated): one file per sequence, model and format.")] = ["tsv"],
     regions: Annotated[Optional[str], typer.Option(
         "--regions", metavar="BED", help="Map these BED intervals of --genome instead of SEQUENCES ('-' = stdin).")] = None,
     genome: Annotated[Optional[str], typer.Option(
         "--genome", metavar="FASTA", help="Indexed genome FASTA (plain or bgzip) the --regions are cut from.")] = None,
     scale: Annotated[str, typer.Option(
-        "--scale", metavar="none|deepbind",
+        "--scale", metavar=options.choices(Scale),
         help="none: delta = score(mutant) - score(wild type). deepbind: the paper's scaling, "
-             "delta x max(0, wild-type score, mutant score) (a change counts only where either scores above 0).")] = "none",
+             "delta x max(0, wild-type score, mutant score) (a change counts only where either scores above 0).")] = Scale.NONE,
     bank: options.Bank = None,
     models: options.Models = None,
     window_size: options.WindowSize = None,

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Optional
 
 import typer
+
+from dbtools.device import CHOICES as DEVICE_CHOICES
+
+
+def choices(kind: type[enum.Enum]) -> str:
+    """The metavar of an option whose values are the members of `kind` (the library checks the value
+    and names the option in a one-line error)."""
+    return "|".join(str(m.value) for m in kind)
+
 
 Bank = Annotated[
     Optional[str],
@@ -19,7 +29,7 @@ Models = Annotated[
                       "Default: every model of the bank."),
 ]
 Device = Annotated[
-    str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to compute: auto uses CUDA when present."),
+    str, typer.Option("--device", metavar="|".join(DEVICE_CHOICES), help="Where to compute: auto uses CUDA when present."),
 ]
 WindowSize = Annotated[
     Optional[int],

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dbtools.device import resolve_device
-from dbtools.scan.run import ScanOptions, assemble, parse_shard
+from dbtools.scan.run import Precision, ScanOptions, TrackFormat, assemble, parse_shard
 from dbtools.scan.run import scan as run_scan
 from dbtools.score import ScoreOptions
 
@@ -59,17 +59,17 @@ def scan(
         "--step", "-s", min=1, metavar="S",
         help="Windows are placed every S bp (S <= W). Each value is written at the S bases centred on its "
              "window's centre: window [s, s+W) -> bases [s + (W-S)//2, s + (W-S)//2 + S); with S = 1 the "
-             "centre base s + W//2.")] = 1,
+             "centre base s + W//2.")] = ScanOptions.step,
     window_size: options.WindowSize = None,
     average: options.Average = False,
     out_dir: Annotated[Optional[str], typer.Option(
         "--out-dir", "-o", metavar="DIR",
         help="Write DIR/<model>.bw (bigwig), DIR/<model>.bedGraph or DIR/hits.bed. Without it, bedGraph "
              "(one model) and BED go to stdout.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="bigwig|bedgraph|bed",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar=options.choices(TrackFormat),
                                      help="bigwig: one track per model; bedgraph: the same as text; bed: "
                                           "windows scoring >= --threshold (chrom, start, end, model, score, "
-                                          "strand that won).")] = "bigwig",
+                                          "strand that won).")] = ScanOptions.fmt,
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", "-t", metavar="T",
         help="BED: write windows scoring >= T (required). Tracks: leave out values below T.")] = None,
@@ -84,10 +84,10 @@ def scan(
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Skip BED regions on contigs the FASTA "
                                                                       "lacks (default: an error).")] = False,
     device: options.Device = "auto",
-    precision: Annotated[str, typer.Option("--precision", metavar="fp32|bf16|fp16",
+    precision: Annotated[str, typer.Option("--precision", metavar=options.choices(Precision),
                                            help="Arithmetic of the windowed pass: fp32 (exact to 1e-4); fp16 "
                                                 "(within 2% of each model's score range) or bf16 (within 10%) "
-                                                "for speed on GPUs (on the CPU they are slower).")] = "fp32",
+                                                "for speed on GPUs (on the CPU they are slower).")] = Precision.FP32,
     chunk_size: Annotated[Optional[int], typer.Option(
         "--chunk-size", min=1, metavar="BP", help="Bases per chunk; memory grows with it "
                                                   "(default: 1 Mbp, less for large banks).")] = None,

@@ -10,6 +10,8 @@ import typer
 
 from dbtools.device import resolve_device
 from dbtools.score import ScoreOptions
+from dbtools.io.vcf_write import InfoLayout
+from dbtools.vareffect.run import RefMismatch
 from dbtools.vareffect.run import vareffect as run_vareffect
 
 from . import options
@@ -31,13 +33,13 @@ def vareffect(
     window_size: options.WindowSize = None,
     average: options.Average = False,
     info_layout: Annotated[str, typer.Option(
-        "--info-layout", metavar="auto|keys|csq",
+        "--info-layout", metavar=options.choices(InfoLayout),
         help="INFO layout: keys = DBT_<ID>_REF/_ALT/_DIFF Float keys per model; csq = one DBT_CSQ key "
-             "'Allele|Model|Ref|Alt|Diff' (bcftools +split-vep); auto = keys for up to 16 models.")] = "auto",
+             "'Allele|Model|Ref|Alt|Diff' (bcftools +split-vep); auto = keys for up to 16 models.")] = InfoLayout.AUTO,
     ref_mismatch: Annotated[str, typer.Option(
-        "--ref-mismatch", metavar="warn|skip|error",
+        "--ref-mismatch", metavar=options.choices(RefMismatch),
         help="REF differs from the genome: warn = score with the genome's bases and set DBT_REFMISMATCH; "
-             "skip = flag, leave unscored; error = stop.")] = "warn",
+             "skip = flag, leave unscored; error = stop.")] = RefMismatch.WARN,
     device: options.Device = "auto",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Records scored per batch (memory grows with it, not with the VCF).")] = 1024,

@@ -19,9 +19,20 @@ from dbtools.io.sequences import read_sequences
 
 def score_codes(engine: BankEngine, codes: list[np.ndarray], options: ScoreOptions,
                 batch_size: int = 256) -> np.ndarray:
-    """Score encoded sequences of any lengths: [N, M] float32, rows in input order.
+    """Score encoded sequences of any lengths with every model of `engine`.
 
     Sequences are bucketed by exact length (never padded: padding changes scores).
+
+    Parameters
+    ----------
+    engine : the compiled bank
+    codes : N arrays of base codes (`io.encode`), any lengths
+    options : scoring window, average, class probability
+    batch_size : sequences per engine call
+
+    Returns
+    -------
+    [N, M] float32 scores, rows in input order
     """
     out = np.empty((len(codes), len(engine)), dtype=np.float32)
     by_len: dict[int, list[int]] = {}

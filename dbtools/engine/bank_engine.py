@@ -24,6 +24,7 @@ from dbtools.bank.store import Bank
 from dbtools.engine import native
 from dbtools.engine.cuts import pooled_cuts
 from dbtools.engine.groups import Group, architecture_groups, build_group, cast_group
+from dbtools.engine.heads import dense, heads
 from dbtools.engine.options import ScoreOptions
 from dbtools.engine.per_window import pooled_per_window
 from dbtools.engine.sliding import reduce_windows
@@ -136,11 +137,21 @@ class BankEngine:
     @torch.inference_mode()
     def score(self, codes: np.ndarray | torch.Tensor, window_size: int | None = None,
               average: bool = False) -> torch.Tensor:
-        """Score B equal-length sequences ([B, L] codes) with every model: [B, M] float32.
+        """Score B equal-length sequences with every model, as DeepBind v0.11 does.
 
-        Semantics of DeepBind v0.11: window w = `window_size` or int(1.5 m); a sequence no
+        Window w = `window_size` or int(1.5 m) (`ScoreOptions.scoring_window`); a sequence no
         longer than w is scored whole; otherwise every stride-1 window is scored (each padded
         on its own) and the max is returned, or with `average` the sum divided by L.
+
+        Parameters
+        ----------
+        codes : [B, L] base codes (`io.encode`)
+        window_size : the scoring window, None for each model's int(1.5 m)
+        average : the mean over windows instead of the max
+
+        Returns
+        -------
+        [B, M] float32 scores, models in bank order
         """
         codes = torch.as_tensor(codes).to(self.device, torch.long)
         if codes.dim() != 2:
@@ -172,10 +183,18 @@ class BankEngine:
         return out
 
     def window_scores(self, g: Group, codes: torch.Tensor, w: int, p0: int, p1: int):
-        """Scores of windows starting at p0..p1-1 (each of length w, padded with m-1 N).
+        """Scores of the stride-1 windows of w bp starting at p0..p1-1, each padded with m-1 N.
 
-        Returns the forward strand [B, nw, G] and the reverse strand of the group's
-        reverse-complement models [B, nw, Grc].
+        Parameters
+        ----------
+        g : one of `self.groups`
+        codes : [B, L] base codes on the engine's device
+        w, p0, p1 : window length and the range of window starts (nw = p1 - p0)
+
+        Returns
+        -------
+        forward : [B, nw, G] float32, the forward strand of every model of the group
+        reverse : [B, nw, Grc] float32, the reverse strand of its reverse-complement models
         """
         B, nw = codes.shape[0], p1 - p0
         path = self.path(g, w, codes.shape[1] - w + 1)
@@ -184,14 +203,14 @@ class BankEngine:
         if path is not Path.PER_WINDOW:
             if path is Path.POOLING_KERNEL:
                 feats = self._pooled_fused(g, codes, w, p0, p1)
-                f, r = self._heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
+                f, r = heads(g, feats.view(g.n_columns // g.num_detectors, -1, nw * B))
             else:
                 pooled = pooled_cuts(g, codes, w, p0, p1).t().contiguous()  # [k * F + 1, nw * B]
                 f, r = self.scores_from_pooled(g, pooled)
             f, r = f.float(), r.float()  # a no-op in float32; reduced precision is reduced in float32
             return f.view(-1, nw, B).permute(2, 1, 0), r.view(-1, nw, B).permute(2, 1, 0)
         mx, mean = pooled_per_window(g, codes, w, p0, p1, self.budget)  # [B, nw, F]
-        f, r = self._dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
+        f, r = dense(g, mx.reshape(B * nw, -1), None if mean is None else mean.reshape(B * nw, -1), g.live)
         return f.t().reshape(B, nw, -1).float(), r.t().reshape(B, nw, -1).float()
 
     def scores_from_pooled(self, g: Group, pooled: torch.Tensor, features: torch.Tensor | None = None):
@@ -200,7 +219,7 @@ class BankEngine:
         (default g.features) picks each dense input's row."""
         rows = g.features if features is None else features
         feats = pooled.index_select(0, rows).view(g.n_columns // g.num_detectors, -1, pooled.shape[1])
-        return self._heads(g, feats)
+        return heads(g, feats)
 
     @staticmethod
     def _fused(g: Group, device: torch.device) -> bool:
@@ -235,26 +254,3 @@ class BankEngine:
         native.pool_windows(x, w, g.cuts.centred, g.cuts.const, feats, g.feature_rows[0],
                                     g.feature_rows[1] if g.avg else None, 1.0 / (w + g.m - 1))
         return feats.view(g.n_columns * k, nw * B)
-
-    def _dense(self, g: Group, mx: torch.Tensor, mean: torch.Tensor | None, live: torch.Tensor):
-        """Dense layers on pooled features [R, F_live] (columns `live` of the full list): [G, R], [Grc, R]."""
-        R = mx.shape[0]
-        d = g.num_detectors
-        pooled = torch.stack([mx, mean], -1) if g.avg else mx[..., None]  # [R, F_live, k]
-        full = pooled.new_zeros(R, g.n_columns, pooled.shape[-1])
-        full[:, live] = pooled
-        # features interleaved [max0, avg0, max1, avg1, ...] as the published weights expect
-        return self._heads(g, full.reshape(R, -1, d * pooled.shape[-1]).permute(1, 2, 0))
-
-    def _heads(self, g: Group, feats: torch.Tensor):
-        """Forward-strand [G, R] and reverse-strand [Grc, R] scores from features [G + Grc, nf, R]."""
-        G = g.size
-        return self._head(g, feats[:G], slice(None)), self._head(g, feats[G:], g.rc_local)
-
-    def _head(self, g: Group, feats: torch.Tensor, which) -> torch.Tensor:
-        """Fully connected layers of the models `which` on their features [g, nf, R]: [g, R]."""
-        w1, b1 = g.w1[which], g.b1[which]
-        if g.hidden:
-            h = torch.bmm(w1.transpose(1, 2), feats).add_(b1[:, :, None]).clamp_(min=0)  # [g, H, R]
-            return torch.bmm(g.w2[which][:, None, :], h)[:, 0].add_(g.b2[which][:, None])
-        return torch.bmm(w1.transpose(1, 2), feats)[:, 0].add_(b1)

@@ -41,10 +41,20 @@ def gap_windows(codes: np.ndarray, window: int, step: int) -> np.ndarray:
 @torch.inference_mode()
 def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int, scoring: ScoreOptions,
                   batch_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Score windows codes[k*step : k*step + window] with every model of `engine`.
+    """Score the genomic windows codes[k*step : k*step + window] with every model of `engine`.
 
-    Returns values [nwin, M] float32 (NaN for all-N windows) and rc_won [nwin, M] (True where
-    the reverse strand gave the value). `batch_windows` caps the scoring windows per engine call.
+    Parameters
+    ----------
+    engine : the compiled bank
+    codes : [L] base codes of one chunk of a contig
+    window, step : genomic window W and the step S between window starts
+    scoring : the scoring options each window is scored with, exactly as `dbtools score`
+    batch_windows : a cap on the scoring windows per engine call
+
+    Returns
+    -------
+    values : [nwin, M] float32, NaN for all-N windows
+    rc_won : [nwin, M] bool, True where the reverse strand gave the value
     """
     M = len(engine)
     nwin = window_count(len(codes), window, step)

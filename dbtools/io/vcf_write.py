@@ -19,6 +19,7 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import shutil
@@ -41,7 +42,17 @@ CSQ_KEY = "DBT_CSQ"
 MISMATCH_KEY = "DBT_REFMISMATCH"
 # a trailing empty Consequence: bcftools +split-vep (1.16 at least) requires a field of that name
 CSQ_FIELDS = ("Allele", "Model", "Ref", "Alt", "Diff", "Consequence")
-LAYOUTS = ("auto", "keys", "csq")
+
+
+class InfoLayout(enum.StrEnum):
+    """--info-layout: per-model INFO keys, one CSQ-style key, or keys up to KEYS_MAX_MODELS models."""
+
+    AUTO = "auto"
+    KEYS = "keys"
+    CSQ = "csq"
+
+
+LAYOUTS = tuple(InfoLayout)
 KEYS_MAX_MODELS = 16  # auto layout: per-model keys up to this many models, one CSQ key beyond
 MISSING = "."
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,18 @@ from dbtools.io.genome import Genome
 from dbtools.io.regions import read_regions
 from dbtools.io.sequences import read_sequences
 
-FORMATS = ("tsv", "npz", "png", "svg")
+
+
+class MapFormat(enum.StrEnum):
+    """--format of `dbtools mutmap`: tables (tsv, npz) and figures (png, svg)."""
+
+    TSV = "tsv"
+    NPZ = "npz"
+    PNG = "png"
+    SVG = "svg"
+
+
+FORMATS = tuple(MapFormat)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ per-contig part store (dbtools/scan/parts.py) so that runs can resume and shards
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import re
@@ -37,11 +38,28 @@ from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
 from dbtools.io.tracks import bed_hits_text, bedgraph_text, write_bigwig
 
-FORMATS = ("bigwig", "bedgraph", "bed")
-# --precision: the windowed pass's arithmetic. Measured against fp32 on 20 kbp of chr20 with the
-# 16 benchmark models: fp16 within 1.1% of each model's score range, bf16 within 6.7% (tests hold
-# them to 2% and 10%)
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrackFormat(enum.StrEnum):
+    """--format of `dbtools scan`."""
+
+    BIGWIG = "bigwig"
+    BEDGRAPH = "bedgraph"
+    BED = "bed"
+
+
+class Precision(enum.StrEnum):
+    """--precision of `dbtools scan`: the arithmetic of the windowed pass."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+FORMATS = tuple(TrackFormat)
+# --precision: the windowed pass's arithmetic; tests hold fp16 and bf16 to 2% and 10% of each
+# model's score range against fp32 (measurements in docs/development.md)
+PRECISIONS = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,7 @@ class ScanOptions:
     step: int = 1
     scoring: ScoreOptions = field(default_factory=ScoreOptions)
     threshold: float | None = None  # bed: hits >= threshold; tracks: values below it left out
-    fmt: str = "bigwig"
+    fmt: str = TrackFormat.BIGWIG
 
 
 @dataclass
@@ -180,8 +198,66 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
          progress: Callable[[str, int, int], None] | None = None) -> ScanSummary:
     """Scan the planned regions with the selected models and write the tracks.
 
-    `progress(contig, bases_done, contig_bases)` is called after each chunk.
+    Parameters
+    ----------
+    genome_path : indexed genome FASTA (plain or bgzip)
+    regions, chroms, skip_missing : what to scan (BED regions, contigs; default every contig)
+    bank, models : the bank file (default: the shipped one) and model selectors
+    options : window, step, scoring options, threshold and output format
+    out_dir : folder of the tracks (None: bedGraph of one model or BED hits to `stdout`)
+    device, precision : where and in which arithmetic the windowed pass runs
+    chunk_size, batch_windows : bases per chunk, scoring windows per engine step
+    resume, shard : skip contigs already complete; scan shard i of n (contigs split by size)
+    warn, progress : callbacks; `progress(contig, bases_done, contig_bases)` after each chunk
+
+    Returns
+    -------
+    ScanSummary : contigs scanned and skipped, bases, models and the files written
     """
+    dtype = _check_options(options, precision, device, out_dir, resume, shard, warn)
+    selected = open_selected(bank, models)
+    classes = window_classes(selected, options.window)
+    _check_selection(len(selected), classes, options, out_dir)
+    with Genome(genome_path) as genome:
+        plan = plan_regions(genome, regions, chroms, skip_missing, warn)
+        store = None
+        if out_dir is not None:
+            windows = [0] * len(selected)
+            for w, idx in classes:
+                for i in idx:
+                    windows[i] = w
+            store = PartStore(out_dir)
+            store.start(_signature(genome, plan, selected, windows, options, precision),
+                        keep_existing=resume or shard[1] > 1)
+        engines = [(w, idx, BankEngine(selected.subset(idx), device, dtype=dtype)) for w, idx in classes]
+        chunk = chunk_size or default_chunk(len(selected))
+        done_contigs = skipped = bases = 0
+        for contig in shard_contigs(plan, shard):
+            index = genome.contigs.index(contig)
+            total = sum(e - s for s, e in plan[contig])
+            if store is not None and resume and store.is_done(index):
+                skipped += 1
+                if progress:
+                    progress(contig, total, total)
+                continue
+            if store is not None:
+                with store.writing(index, len(selected), options.fmt != "bed") as part:
+                    _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
+                                 precision, _PartSink(part, selected.ids, options), progress)
+            else:
+                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
+                             precision, _StreamSink(stdout, selected.ids, options), progress)
+            done_contigs += 1
+            bases += total
+        assembled = store is not None and shard[1] == 1
+        outputs = assemble(out_dir) if assembled else []
+    return ScanSummary(contigs=done_contigs, skipped=skipped, bases=bases, models=len(selected),
+                       outputs=outputs, assembled=assembled)
+
+
+def _check_options(options: ScanOptions, precision: str, device: torch.device | str, out_dir: str | None,
+                   resume: bool, shard: tuple[int, int], warn: Callable[[str], None]) -> torch.dtype:
+    """Every check of the options that needs no input read, before any work; the pass's dtype."""
     if options.fmt not in FORMATS:
         raise UsageError(f"--format {options.fmt!r}: choose one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
@@ -201,58 +277,19 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
             raise UsageError("--resume and --shard need --out-dir DIR")
     else:
         output_folder(out_dir)
+    return dtype
 
-    selected = open_selected(bank, models)
-    classes = window_classes(selected, options.window)
+
+def _check_selection(n_models: int, classes: list[tuple[int, list[int]]], options: ScanOptions,
+                     out_dir: str | None) -> None:
+    """The checks that depend on the models selected."""
     for w, _ in classes:
         if options.step > w:
             raise UsageError(f"--step {options.step} is larger than the window {w}: each value covers "
                              f"S bases inside its window, so S <= W")
-    if out_dir is None and options.fmt == "bedgraph" and len(selected) != 1:
-        raise UsageError(f"bedGraph on stdout is for one model ({len(selected)} selected); "
+    if out_dir is None and options.fmt == "bedgraph" and n_models != 1:
+        raise UsageError(f"bedGraph on stdout is for one model ({n_models} selected); "
                          "give --out-dir DIR for one DIR/<model>.bedGraph each")
-
-    with Genome(genome_path) as genome:
-        plan = plan_regions(genome, regions, chroms, skip_missing, warn)
-        mine = shard_contigs(plan, shard)
-        windows = [0] * len(selected)
-        for w, idx in classes:
-            for i in idx:
-                windows[i] = w
-        store = None
-        if out_dir is not None:
-            store = PartStore(out_dir)
-            store.start(_signature(genome, plan, selected, windows, options, precision),
-                        keep_existing=resume or shard[1] > 1)
-        engines = [(w, idx, BankEngine(selected.subset(idx), device, dtype=dtype)) for w, idx in classes]
-        chunk = chunk_size or default_chunk(len(selected))
-        ids = selected.ids
-        done_contigs = skipped = bases = 0
-        for contig in mine:
-            index = genome.contigs.index(contig)
-            total = sum(e - s for s, e in plan[contig])
-            if store is not None and resume and store.is_done(index):
-                skipped += 1
-                if progress:
-                    progress(contig, total, total)
-                continue
-            sink = _StreamSink(stdout, ids, options) if store is None else None
-            if store is not None:
-                with store.writing(index, len(selected), options.fmt != "bed") as part:
-                    _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                                 precision, _PartSink(part, ids, options), progress)
-            else:
-                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                             precision, sink, progress)
-            done_contigs += 1
-            bases += total
-        outputs: list[str] = []
-        assembled = False
-        if store is not None and shard[1] == 1:
-            outputs = assemble(out_dir)
-            assembled = True
-    return ScanSummary(contigs=done_contigs, skipped=skipped, bases=bases, models=len(selected),
-                       outputs=outputs, assembled=assembled)
 
 
 class _StreamSink:

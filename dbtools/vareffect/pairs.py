@@ -46,8 +46,22 @@ def _combine(a: torch.Tensor, b: torch.Tensor, average: bool) -> torch.Tensor:
 @torch.inference_mode()
 def score_pairs(engine: BankEngine, ref: np.ndarray, alt: np.ndarray, owner: np.ndarray,
                 options: ScoreOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of reference windows ref [n, L] and alternative windows alt [k, L] (alt[i] is a
-    variant of ref[owner[i]]), as score_codes would give them: ([n, M], [k, M]) float32."""
+    """Scores of reference windows and of alternatives that differ from them in a few bases, as
+    `score_codes` gives them.
+
+    Parameters
+    ----------
+    engine : the compiled bank
+    ref : [n, L] base codes of the reference windows
+    alt : [k, L] base codes of the alternative windows
+    owner : [k] alt[i] is a variant of ref[owner[i]]
+    options : scoring options (raw scores: no class probability)
+
+    Returns
+    -------
+    ref_scores : [n, M] float32
+    alt_scores : [k, M] float32
+    """
     if options.class_prob:
         raise ValueError("score_pairs returns raw scores")
     n, L = ref.shape

@@ -13,6 +13,7 @@ Records stream through in batches (memory bounded by the batch, not the VCF), in
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,17 @@ from dbtools.bank.selection import open_selected
 from dbtools.io.vcf_read import VcfRecord, is_sequence_allele, open_vcf
 from dbtools.io.vcf_write import InfoFormatter, ModelColumn, choose_layout, open_vcf_output
 
-REF_MISMATCH_POLICIES = ("warn", "skip", "error")
+
+
+class RefMismatch(enum.StrEnum):
+    """--ref-mismatch: what to do with a record whose REF differs from the genome."""
+
+    WARN = "warn"
+    SKIP = "skip"
+    ERROR = "error"
+
+
+REF_MISMATCH_POLICIES = tuple(RefMismatch)
 _BLOCK = 1 << 20  # genome bases fetched at a time
 _MARGIN = 1 << 14  # bases kept before a block's first request (window flanks)
 

@@ -1,7 +1,8 @@
 """Check that `score`, `scan`, `vareffect`, `mutmap` and `train` write byte-identical files at
 two commits, on the demo data: the check that a refactoring changed no behaviour.
 
-    python benchmarks/same_outputs.py --base HEAD~5        # the working tree against HEAD~5
+    python benchmarks/same_outputs.py --base HEAD~5             # the working tree against HEAD~5
+    python benchmarks/same_outputs.py --base HEAD~5 --repeat 3  # and the time of each command
 
 The base commit is checked out into a temporary git worktree and run from its source folders
 (put first on PYTHONPATH), the working tree through the installed `dbtools`. Every output file
@@ -14,10 +15,12 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +42,19 @@ COMMANDS = [
 ]
 
 
-def run_all(cmd_prefix: list[str], out: Path, env: dict) -> None:
+def run_all(cmd_prefix: list[str], out: Path, env: dict) -> dict[str, float]:
+    """Run every command with its outputs in `out`; the wall time of each whole command."""
     out.mkdir(parents=True, exist_ok=True)
+    seconds = {}
     for name, args in COMMANDS:
         argv = cmd_prefix + args.format(demo=ROOT / "demo", out=out).split()
+        t0 = time.perf_counter()
         with open(out / f"{name}.stdout", "w") as stdout:  # the data of commands that write to stdout
             done = subprocess.run(argv, env=env, cwd=out, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        seconds[name] = time.perf_counter() - t0
         if done.returncode:
             sys.exit(f"failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}")
+    return seconds
 
 
 def content(path: Path) -> bytes:
@@ -68,6 +76,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git commit to compare the working tree with")
     ap.add_argument("--verbose", action="store_true", help="list every file, not only those that differ")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run both N times, alternating, and print each command's median wall time and ratio")
     ap.add_argument("--keep", type=Path, help="keep the two output folders here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="same-outputs-")) if args.keep is None else args.keep
@@ -84,8 +94,11 @@ def main() -> None:
         env = dict(os.environ, PYTHONHASHSEED="0")
         base_env = dict(env, PYTHONPATH=str(pkgs))
         runner = [sys.executable, "-c", "from dbtools_cli.main import run; run()"]
-        run_all(runner, work / "base", base_env)
-        run_all(runner, work / "head", env)
+        times: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+        for r in range(args.repeat):  # alternate which goes first, so drift on a busy machine evens out
+            order = [("base", base_env), ("head", env)]
+            for label, e in order if r % 2 == 0 else order[::-1]:
+                times[label].append(run_all(runner, work / (label if r == 0 else f"{label}{r}"), e))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     a, b = digests(work / "base"), digests(work / "head")
@@ -96,6 +109,12 @@ def main() -> None:
         if not same or args.verbose:
             print(f"{'same' if same else 'DIFFERS'}\t{name}")
     print(f"{len(set(a) | set(b))} files, {differ} differ", file=sys.stderr)
+    if args.repeat > 1:
+        print("command\tbase_s\thead_s\thead/base (medians of whole commands)")
+        for name, _ in COMMANDS:
+            tb = statistics.median(t[name] for t in times["base"])
+            th = statistics.median(t[name] for t in times["head"])
+            print(f"{name}\t{tb:.2f}\t{th:.2f}\t{th / tb:.3f}")
     sys.exit(1 if differ else 0)
 
 

@@ -1,7 +1,7 @@
 """Benchmark `dbtools scan`: a slice of chr20 x 16 published models of different shapes.
 
 Prints, from one run, Mbp x models per second of the scan (every window's value from shared
-convolutions, `dbtools.scan_windows.window_values`) against
+convolutions, `dbtools.engine.windows.window_values`) against
 
   (a) batched window-by-window prediction in the same run: each W-bp window extracted,
       one-hot encoded and scored by the batched bank (`score_codes`), timed on a sample of

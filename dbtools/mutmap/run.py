@@ -40,7 +40,7 @@ def mutmap(sequences: str | None, out_dir: str, *, regions: str | None = None, g
     note = describe(options, scale)
     figures = [f for f in formats if f in ("png", "svg")]
     if figures:
-        from dbtools.mutmap import plot as mutmap_plot
+        from dbtools.mutmap import plot
     used: set[str] = set()
     n = files = 0
     for target in read_targets(sequences, regions, genome):
@@ -60,9 +60,9 @@ def mutmap(sequences: str | None, out_dir: str, *, regions: str | None = None, g
             if "npz" in formats:
                 write_npz(base.with_name(base.name + ".npz"), target, info, wt, delta, note)
             for fmt in figures:
-                mutmap_plot.save(base.with_name(base.name + "." + fmt), delta, target.sequence, fmt=fmt,
-                                 title=mutmap_plot.title(info, target, wt, scale),
-                                 first=None if target.start is None else target.start + 1)
+                plot.save(base.with_name(base.name + "." + fmt), delta, target.sequence, fmt=fmt,
+                          title=plot.title(info, target, wt, scale),
+                          first=None if target.start is None else target.start + 1)
             files += len(formats)
         n += 1
         if progress:

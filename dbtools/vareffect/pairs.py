@@ -8,7 +8,7 @@ computed (for an SNV in a 101-bp window and a 36-bp model window, 36 of the 66);
 are taken from the reference's per-window scores, which the reference pass yields anyway.
 The per-window scores come from `BankEngine.window_scores`, the same code `score` reduces,
 so the results equal `score_codes` on the two windows (max exactly; sums up to float
-rounding of the summation order). On the CPU with the fused kernel (`pooling_native`) every
+rounding of the summation order). On the CPU with the fused kernel (`engine.native`) every
 window of both sequences is scored instead: that is faster there.
 """
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from dbtools.io.atomic import atomic_path
+from dbtools.io.text_columns import constant_column, fixed_column, int_column, lines, text_column
 
 Run = tuple[str, int, int, np.ndarray]
 _BLOCK = 1 << 20  # values converted and added at a time
@@ -49,11 +50,15 @@ def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: I
 
 def bedgraph_text(chrom: str, first: int, step: int, values: np.ndarray) -> str:
     """bedGraph lines (chrom, start, end, value) for a run, gaps left out."""
-    out = []
-    for a, b in finite_runs(values):
-        starts = first + np.arange(a, b) * step
-        out.extend(f"{chrom}\t{s}\t{s + step}\t{v:.6f}\n" for s, v in zip(starts.tolist(), values[a:b].tolist()))
-    return "".join(out)
+    values = np.asarray(values, dtype=np.float32)
+    keep = np.flatnonzero(~np.isnan(values))
+    starts = first + keep.astype(np.int64) * step
+    kept = values[keep]
+    score = fixed_column(kept)
+    if score is None:  # a value too large for the exact vectorised path
+        return "".join(f"{chrom}\t{s}\t{s + step}\t{v:.6f}\n" for s, v in zip(starts.tolist(), kept.tolist()))
+    n = len(keep)
+    return lines(constant_column(chrom, n), int_column(starts), int_column(starts + step), score)
 
 
 def bed_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndarray, rc_won: np.ndarray,
@@ -62,8 +67,14 @@ def bed_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndar
     window k is [first + k*step, first + k*step + width); lines ordered by window, then model."""
     with np.errstate(invalid="ignore"):
         rows, cols = np.nonzero(values >= threshold)
-    starts = (first + rows * step).tolist()
-    scores = values[rows, cols].tolist()
-    strands = rc_won[rows, cols].tolist()
-    return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{'-' if r else '+'}\n"
-                   for s, c, v, r in zip(starts, cols.tolist(), scores, strands))
+    starts = first + rows.astype(np.int64) * step
+    scores = np.asarray(values[rows, cols], dtype=np.float32)
+    strands = np.where(rc_won[rows, cols], "-", "+")
+    score = fixed_column(scores)
+    if score is None:  # a value too large for the exact vectorised path
+        return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{r}\n"
+                       for s, c, v, r in zip(starts.tolist(), cols.tolist(), scores.tolist(), strands.tolist()))
+    names = text_column(np.asarray(ids, dtype=np.bytes_)[cols]) if len(cols) else np.zeros((0, 1), np.uint8)
+    n = len(rows)
+    return lines(constant_column(chrom, n), int_column(starts), int_column(starts + width), names, score,
+                 text_column(strands))

@@ -24,7 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from dbtools.train.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
 from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
-from dbtools.train.loop import GroupData, GroupParams, evaluate_group, group_key, train_group  # noqa: E402
+from dbtools.train.data import GroupData  # noqa: E402
+from dbtools.train.hyper import group_key  # noqa: E402
+from dbtools.train.loop import evaluate_group, train_group  # noqa: E402
+from dbtools.train.model import GroupParams  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

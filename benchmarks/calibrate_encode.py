@@ -33,7 +33,7 @@ from dbtools.metrics import auc, auc_delong  # noqa: E402
 from dbtools.score import ScoreOptions  # noqa: E402
 from dbtools.bank.selection import open_selected  # noqa: E402
 from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
-from dbtools.train.loop import Hyper  # noqa: E402
+from dbtools.train.hyper import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate import timed  # noqa: E402  (benchmarks/calibrate.py, beside this script)
-from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.hyper import Hyper, Task  # noqa: E402
+from dbtools.train.loop import train_group  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from dbtools.train.datasets import read_dataset  # noqa: E402
 from dbtools.io.encode import encode_all  # noqa: E402
 from dbtools.train.shuffle import dinucleotide_shuffle  # noqa: E402
-from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.hyper import Hyper, Task  # noqa: E402
+from dbtools.train.loop import train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 SHUFFLES = 10

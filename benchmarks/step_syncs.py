@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.hyper import Hyper, Task  # noqa: E402
+from dbtools.train.loop import train_group  # noqa: E402
 
 
 def tasks(avg: bool) -> list[Task]:

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbtools.io.encode import encode  # noqa: E402
-from dbtools.train.loop import Hyper, Task, train_group  # noqa: E402
+from dbtools.train.hyper import Hyper, Task  # noqa: E402
+from dbtools.train.loop import train_group  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 

@@ -33,7 +33,7 @@ from dbtools.metrics import auc, pearson, spearman  # noqa: E402
 from dbtools.score import ScoreOptions, score_codes  # noqa: E402
 from dbtools.bank.selection import open_selected  # noqa: E402
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank  # noqa: E402
-from dbtools.train.loop import Hyper  # noqa: E402
+from dbtools.train.hyper import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
 PBM = ROOT.parent / "shared" / "data" / "pbm" / "WT1_REF_R1_combinatorial.txt"

@@ -15,7 +15,7 @@ from dbtools.device import resolve_device
 from dbtools.errors import UsageError
 from dbtools.train.interrupt import StopRequest
 from dbtools.train.bank_training import DataOptions, specs_from_args
-from dbtools.train.loop import Hyper
+from dbtools.train.hyper import Hyper
 
 from . import options
 from .progress import stderr, steps_bar

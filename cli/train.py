@@ -12,7 +12,7 @@ from dbtools.errors import UsageError
 from dbtools.train.interrupt import StopRequest
 from dbtools.train.calibrate import train_from_calibration
 from dbtools.train.bank_training import DataOptions, RunOptions, specs_from_args, train_to_file
-from dbtools.train.loop import Hyper
+from dbtools.train.hyper import Hyper
 
 from . import options
 from .progress import stderr, steps_bar

@@ -16,7 +16,7 @@ from dbtools.train.calibrate import Protocol, calibrate_to_files, sample_trials,
 from dbtools.errors import DbtoolsError
 from dbtools.train.interrupt import Interrupted
 from dbtools.train.bank_training import DataOptions, ModelSpec
-from dbtools.train.loop import Hyper
+from dbtools.train.hyper import Hyper
 from test_cli import assert_one_line_error, dbtools
 from test_resume import StopAfter
 from test_train_cli import planted

@@ -16,7 +16,7 @@ from dbtools.bank.store import load_bank
 from dbtools.errors import DbtoolsError
 from dbtools.train.interrupt import Interrupted
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, checkpoint_folder, train_to_file
-from dbtools.train.loop import Hyper
+from dbtools.train.hyper import Hyper
 from test_train_cli import planted
 
 CPU = torch.device("cpu")

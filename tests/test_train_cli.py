@@ -132,7 +132,7 @@ def test_detector_lengths_are_candidates_on_the_same_validation_rows(tmp_path):
     import torch
 
     from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank
-    from dbtools.train.loop import Hyper
+    from dbtools.train.hyper import Hyper
 
     data = str(planted(tmp_path / "a.tsv"))
     specs = [ModelSpec(id="free", train=data, hyper=Hyper(detector_len=6)),

@@ -11,7 +11,10 @@ from dbtools.bank.store import Architecture, Bank, Model, ModelInfo
 from dbtools.io.encode import encode
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.metrics import auc
-from dbtools.train.loop import GroupData, GroupParams, Hyper, Task, evaluate_group, train_group
+from dbtools.train.data import GroupData
+from dbtools.train.hyper import Hyper, Task
+from dbtools.train.loop import evaluate_group, train_group
+from dbtools.train.model import GroupParams
 
 CPU = torch.device("cpu")
 
@@ -176,14 +179,14 @@ def test_dropout_is_inverted_kept_features_scaled_up_in_training_and_left_as_the
 def test_the_step_is_mixed_in_python_as_on_the_device():
     """The step's key is mixed in Python integers (no copy to the device each step), bit for bit as
     the tensor mixer, so draws and resumed runs are unchanged."""
-    from dbtools.train.loop import _mix, _mix_int
+    from dbtools.train.rng import _mix, _mix_int
 
     for step in (0, 1, 100, 101, 20_000, 2 ** 31 + 5, 2 ** 62 + 3, -1, -2 ** 63):
         assert _mix_int(step) == int(_mix(torch.tensor(step, dtype=torch.int64))), step
 
 
 def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_stored_once():
-    from dbtools.train.loop import uniform
+    from dbtools.train.rng import uniform
 
     rng = np.random.default_rng(3)
     codes = random_codes(rng, 4, (12,))
@@ -208,7 +211,7 @@ def test_rows_are_drawn_in_proportion_to_their_weights_and_shared_sets_are_store
 
 
 def test_shuffled_sets_are_drawn_as_peaks_paired_with_one_of_their_own_shuffles():
-    from dbtools.train.loop import uniform
+    from dbtools.train.rng import uniform
 
     rng = np.random.default_rng(4)
     codes = random_codes(rng, 9, (12,))
@@ -256,7 +259,8 @@ def test_training_steps_are_the_originals_sgd_run_step_by_step_by_a_plain_refere
     # deepity's SGD: Nesterov momentum with the gradient taken at P + momentum x velocity, each
     # model's own rate and momentum, L1 as decay x sign(W) on the weights (not the biases) from
     # step 101; the reference runs it on the same batches with the textbook forward pass
-    from dbtools.train.loop import L1_START, uniform
+    from dbtools.train.loop import L1_START
+    from dbtools.train.rng import uniform
 
     settings = ((0.05, 0.95, 1e-3), (0.01, 0.99, 3e-2))
     hypers = [Hyper(detector_len=6, num_hidden=hidden, learning_rate=lr, momentum=mom, init_conv=0.1,
@@ -313,7 +317,7 @@ def test_a_step_counted_on_the_device_trains_exactly_as_one_counted_in_python():
 
 
 def test_a_step_that_cannot_be_captured_runs_one_by_one_from_the_same_weights():
-    from dbtools.train.loop import StepRunner
+    from dbtools.train.graphs import StepRunner
 
     w = torch.zeros(3)
     calls = []

@@ -26,7 +26,8 @@ from dbtools.train.datasets import balance_weights, cap_negatives, read_dataset
 from dbtools.io.encode import encode_all
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.train.interrupt import Interrupted
-from dbtools.train.loop import Hyper, Stopped, Task, group_key, train_group
+from dbtools.train.hyper import Hyper, Task, group_key
+from dbtools.train.loop import Stopped, train_group
 
 # negatives kept per held-out positive: its shuffles beyond these add little but evaluation time
 VALIDATION_SHUFFLES = 20

@@ -32,7 +32,8 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.train.interrupt import Interrupted
 from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, prepare, validation_set
-from dbtools.train.loop import DETECTORS, Hyper, Stopped, Task, group_key, train_group
+from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
+from dbtools.train.loop import Stopped, train_group
 
 CALIBRATION_FORMAT = "dbtools-calibration"
 # floats of one batched run's per-position activations (batch x positions x 32 x models)

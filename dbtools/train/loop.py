@@ -20,8 +20,9 @@ import torch
 from dbtools.train.data import GroupData
 from dbtools.train.graphs import StepRunner
 from dbtools.train.hyper import DETECTORS, Task
-from dbtools.train.model import GroupParams, losses, pick_models
+from dbtools.train.model import GroupParams, losses
 from dbtools.train.rng import uniform
+from dbtools.train.state import TrainState
 
 L1_START = 100  # the original's weight_decay_start: no L1 penalty in the first 100 steps
 
@@ -73,23 +74,6 @@ class Stopped(Exception):
         self.step = step
 
 
-
-def _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl) -> dict:
-    """Everything needed to continue a group's training exactly (tensors on the CPU)."""
-    def cpu(v: torch.Tensor) -> torch.Tensor:
-        return v.detach().to("cpu", copy=True).contiguous()
-
-    tensors = {f"param.{k}": cpu(v) for k, v in params.params.items()}
-    tensors |= {f"velocity.{k}": cpu(v) for k, v in params.velocity.items()}
-    tensors |= {f"best.{k}": cpu(v) for k, v in best.items()}
-    tensors["running"] = cpu(running)
-    return {"tensors": tensors,
-            "step": step, "since": since, "best_score": [float(x) for x in best_score],
-            "best_step": list(best_step), "checkpoints": list(checkpoints),
-            "val_loss": [list(map(float, x)) for x in vl], "val_metric": [list(map(float, x)) for x in vm],
-            "train_loss": [list(map(float, x)) for x in tl]}
-
-
 def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.ndarray]] | None,
                 steps: int, checkpoint_every: int, device: torch.device, batch_size: int = 64,
                 progress=None, resume: dict | None = None, save=None, stop=None,
@@ -110,39 +94,50 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
     `graphs` (default: on CUDA) replays each step as a captured CUDA graph (`StepRunner`):
     the same kernels on the same tensors, launched at once instead of one by one.
     """
-    from dbtools.metrics import auc, pearson
-
     params = GroupParams(tasks, device)
-    m = params.m
-    data = GroupData([(t.codes, t.targets, t.weights, t.origin) for t in tasks], m, device)
-    val = GroupData(validation, m, device) if validation else None
+    data = GroupData([(t.codes, t.targets, t.weights, t.origin) for t in tasks], params.m, device)
+    val = GroupData(validation, params.m, device) if validation else None
     cls = torch.tensor([t.classification for t in tasks], device=device)
+    state = TrainState.start(params, steps) if resume is None else TrainState.from_checkpoint(params, resume)
+    one_step = _step_function(tasks, params, data, cls, state.running, batch_size, until)
+    use_graphs = device.type == "cuda" if graphs is None else graphs
+    if use_graphs:
+        one_step = StepRunner(one_step, [*params.params.values(), *params.velocity.values(), state.running], device)
+    for step in range(state.step + 1, steps + 1):
+        if stop is not None and stop():
+            if save is not None:
+                save(state.to_checkpoint())
+            raise Stopped(state.step)
+        one_step(step, step > L1_START)
+        state.step, state.since = step, state.since + 1
+        if step % checkpoint_every == 0 or step == steps:
+            state.close_interval()
+            if val is not None:
+                loss, metric = _validate(tasks, params, val, cls)
+                state.val_loss.append(loss)
+                state.val_metric.append(metric)
+                state.keep_better(np.where(cls.cpu().numpy(), -loss, np.nan_to_num(metric, nan=-np.inf)))
+            if save is not None:
+                save(state.to_checkpoint())
+        if progress:
+            progress(step, float(np.mean(state.train_loss[-1])) if state.train_loss else None)
+    if val is not None:
+        params.load(state.best)
+    empty = np.zeros((0, params.G))
+    return GroupResult(params, state.best_step, state.checkpoints,
+                       np.array(state.val_loss) if state.val_loss else empty,
+                       np.array(state.val_metric) if state.val_metric else empty, np.array(state.train_loss))
+
+
+def _step_function(tasks: list[Task], params: GroupParams, data: GroupData, classification: torch.Tensor,
+                   running: torch.Tensor, batch_size: int, until: list[int] | None):
+    """One SGD step of every model, `(step, penalize) -> None`: each model's batch and dropout
+    mask drawn for `step` from its own stream, its loss added to `running` [G]; with `until`,
+    models past their own budget keep their weights."""
+    device = params.device
     seeds = torch.tensor([t.seed for t in tasks], dtype=torch.int64, device=device)
     nf = DETECTORS * (2 if params.avg else 1)
     p_drop = params.dropout[:, None]
-    best_score = np.full(params.G, -np.inf)
-    best_step = [steps] * params.G
-    best = params.snapshot()
-    checkpoints, vl, vm, tl = [], [], [], []
-    running = torch.zeros(params.G, device=device)
-    since, first = 0, 1
-    if resume is not None:
-        t = resume["tensors"]
-        with torch.no_grad():
-            for k in params.params:
-                params.params[k].copy_(t[f"param.{k}"])
-                params.velocity[k].copy_(t[f"velocity.{k}"])
-        best = {k: t[f"best.{k}"].to(device) for k in params.params}
-        running = t["running"].to(device)
-        since, first = resume["since"], resume["step"] + 1
-        best_score = np.array(resume["best_score"], dtype=np.float64)
-        best_step = list(resume["best_step"])
-        checkpoints = list(resume["checkpoints"])
-        vl, vm, tl = ([np.array(x) for x in resume[k]] for k in ("val_loss", "val_metric", "train_loss"))
-
-    def state(step):
-        return _state(step, params, best, running, since, best_score, best_step, checkpoints, vl, vm, tl)
-
     budgets = torch.tensor(until, device=device) if until is not None else None
 
     def one_step(step: int | torch.Tensor, penalize: bool) -> None:
@@ -150,49 +145,20 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
         keep = (uniform(seeds, 2, step, batch_size * nf) >= p_drop).float() / (1 - p_drop)
         codes, pos, y = data.batch(rows)
         scores = params.forward(codes, pos, keep.reshape(params.G, batch_size, nf), ragged=data.ragged)
-        per_model = losses(scores, y, cls)
+        per_model = losses(scores, y, classification)
         (per_model.sum() + (params.penalty() if penalize else 0)).backward()
         params.step(None if budgets is None else budgets >= step)
         running.add_(per_model.detach())
 
-    use_graphs = device.type == "cuda" if graphs is None else graphs
-    runner = StepRunner(one_step, [*params.params.values(), *params.velocity.values(), running],
-                        device) if use_graphs else None
-    for step in range(first, steps + 1):
-        if stop is not None and stop():
-            if save is not None:
-                save(state(step - 1))
-            raise Stopped(step - 1)
-        if runner is not None:
-            runner(step, step > L1_START)
-        else:
-            one_step(step, step > L1_START)
-        since += 1
-        if step % checkpoint_every == 0 or step == steps:
-            checkpoints.append(step)
-            tl.append((running / since).cpu().numpy())
-            running.zero_()
-            since = 0
-            if val is not None:
-                loss, scores_v = evaluate_group(params, val, cls)
-                metric = np.array([
-                    auc(val.targets[val.rows(g)].cpu().numpy(), scores_v[g]) if tasks[g].classification
-                    else pearson(val.targets[val.rows(g)].cpu().numpy(), scores_v[g])
-                    for g in range(params.G)])
-                vl.append(loss)
-                vm.append(metric)
-                score = np.where(cls.cpu().numpy(), -loss, np.nan_to_num(metric, nan=-np.inf))
-                better = score > best_score
-                if better.any():
-                    best = pick_models(torch.from_numpy(better).to(device), params.snapshot(), best)
-                    best_score = np.where(better, score, best_score)
-                    best_step = [step if b else s for b, s in zip(better, best_step)]
-            if save is not None:
-                save(state(step))
-        if progress:
-            progress(step, float(np.mean(tl[-1])) if tl else None)
-    if val is not None:
-        params.load(best)
-    empty = np.zeros((0, params.G))
-    return GroupResult(params, best_step, checkpoints, np.array(vl) if vl else empty,
-                       np.array(vm) if vm else empty, np.array(tl))
+    return one_step
+
+
+def _validate(tasks: list[Task], params: GroupParams, val: GroupData,
+              classification: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's validation loss [G] and AUC (classification) or Pearson correlation [G]."""
+    from dbtools.metrics import auc, pearson
+
+    loss, scores = evaluate_group(params, val, classification)
+    metric = np.array([(auc if tasks[g].classification else pearson)(val.targets[val.rows(g)].cpu().numpy(), scores[g])
+                       for g in range(params.G)])
+    return loss, metric

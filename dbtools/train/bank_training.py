@@ -28,6 +28,7 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.train.interrupt import Interrupted
 from dbtools.train.hyper import Hyper, Task, group_key
 from dbtools.train.loop import Stopped, train_group
+from dbtools.train.schedule import Schedule
 
 # negatives kept per held-out positive: its shuffles beyond these add little but evaluation time
 VALIDATION_SHUFFLES = 20
@@ -60,19 +61,19 @@ class ModelSpec:
     fixed: tuple[str, ...] = ()  # hyperparameters the spec sets (calibration does not sample them)
 
 
-@dataclass
-class RunOptions:
-    steps: int = 1500
-    checkpoint_every: int = 250
-    batch_size: int = 64
+@dataclass(frozen=True)
+class RunOptions(Schedule):
+    """`dbtools train`'s schedule, and how each model's candidates are made and chosen.
+
+    Every model trains `restarts` candidates per detector length of `detector_lens` (unless its
+    spec sets one), all on the same data and validation rows; the best on validation is kept.
+    Without a validation file, `val_fraction` of the rows (whole peaks with their shuffles) is
+    held out.
+    """
+
     val_fraction: float = 0.1
-    seed: int = 0
-    # candidates of each model, all on the same data and validation rows: every detector length
-    # (unless the spec sets one) x `restarts` seeds; the best on validation is kept. On 500 ENCODE
-    # peaks the AUC of one model varies by up to 0.05 from seed to seed, and the best length by
-    # protein (see README)
+    # a model's accuracy varies from seed to seed (see docs/development.md)
     restarts: int = 4
-    detector_lens: tuple[int, ...] = (10, 16)
 
 
 def parse_hyper(text: str, base: Hyper, where: str) -> Hyper:

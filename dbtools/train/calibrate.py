@@ -34,45 +34,49 @@ from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, prepare, validation_set
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
 from dbtools.train.loop import Stopped, train_group
+from dbtools.train.schedule import Schedule
 
 CALIBRATION_FORMAT = "dbtools-calibration"
 # floats of one batched run's per-position activations (batch x positions x 32 x models)
 RUN_BUDGET = 1 << 27
 
 
+# `--quick`: small enough for tests and demos
+QUICK = {"trials": 3, "folds": 2, "final_trials": 2, "steps": 200, "checkpoint_every": 50}
+
+
 @dataclass(frozen=True)
-class Protocol:
-    """The calibration protocol; every number is a command-line flag."""
+class Protocol(Schedule):
+    """The calibration protocol; every number is a command-line flag.
+
+    `trials` hyperparameter sets are each trained on `folds` cross-validation splits, the chosen
+    one then `final_trials` times on all the data. `pooling` None: max for classification,
+    max+avg for regression. Detector lengths are shared out among the trials: trial i has
+    `detector_lens[(i // 2) % n]`, so each length gets trials with and without the hidden layer.
+    """
 
     trials: int = 30
     folds: int = 3
     final_trials: int = 6
-    steps: int = 1500
-    checkpoint_every: int = 250
-    batch_size: int = 64
-    seed: int = 0
-    pooling: str | None = None  # None: max for classification, max+avg for regression
-    # detector lengths shared out among the trials (trial i: lengths[(i // 2) % n], so each length
-    # gets trials with and without the hidden layer); empty: the spec's length for every trial.
-    # ARID3A wants short detectors, CTCFL long ones (README); fold A of the 5 ENCODE sets gave a
-    # mean AUC on B of 0.934 with (10, 16) and 0.931 with 16 alone
-    detector_lens: tuple[int, ...] = (10, 16)
+    pooling: str | None = None
 
     @classmethod
-    def quick(cls, **changes) -> "Protocol":
-        """2 folds, 3 trials, 2 final trials, 200 steps: for tests and demos."""
-        return cls(**({"trials": 3, "folds": 2, "final_trials": 2, "steps": 200, "checkpoint_every": 50} | changes))
+    def quick(cls, **changes) -> Protocol:
+        """The `QUICK` protocol, with `changes`."""
+        return cls(**(QUICK | changes))
 
     def validate(self) -> None:
-        for name in ("trials", "folds", "final_trials", "steps", "checkpoint_every", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        super().validate(("trials", "folds", "final_trials"))
         if self.folds < 2:
             raise UsageError(f"--folds must be at least 2 for cross-validation, not {self.folds}")
-        if any(m < 2 for m in self.detector_lens):
-            raise UsageError(f"--detector-len: lengths must be at least 2, not {list(self.detector_lens)}")
         if self.pooling not in (None, "max", "maxavg"):
             raise UsageError(f"--pooling {self.pooling}: expected max or maxavg")
+
+    def to_json(self) -> dict:
+        """The protocol as calibration documents record it (their fields in their first order)."""
+        d = asdict(self)
+        return {k: d[k] for k in ("trials", "folds", "final_trials", "steps", "checkpoint_every", "batch_size",
+                                  "seed", "pooling", "detector_lens")}
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -120,9 +124,14 @@ class _Protein:
     folds: list[np.ndarray]  # row indices of each fold
 
 
+def _all_rows(protocol: Protocol) -> RunOptions:
+    """How a calibration reads each protein's data: every row kept (the folds validate), its seed."""
+    return RunOptions(val_fraction=0.0, seed=protocol.seed, batch_size=protocol.batch_size)
+
+
 def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protocol) -> list[_Protein]:
     """Read each protein's data, check it suits the protocol, draw its trials and folds."""
-    run = RunOptions(val_fraction=0.0, seed=protocol.seed, batch_size=protocol.batch_size)
+    run = _all_rows(protocol)
     proteins = []
     for i, spec in enumerate(specs):
         p = prepare(spec, data, run, i)
@@ -253,7 +262,7 @@ def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, dev
     results = _train_runs(tasks, vals, protocol.steps, protocol.checkpoint_every, protocol.batch_size, device,
                           states, resume, stop, progress, "calibration")
     doc = {"format": CALIBRATION_FORMAT, "dbtools_version": __version__, "command": command,
-           "protocol": asdict(protocol), "data_options": asdict(data), "proteins": []}
+           "protocol": protocol.to_json(), "data_options": asdict(data), "proteins": []}
     for i, p in enumerate(proteins):
         cls = p.prepared.task.classification
         entry = {"id": p.spec.id, "protein": p.spec.protein,
@@ -290,7 +299,7 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     protocol = Protocol(**doc["protocol"])
     data = DataOptions(**doc["data_options"])
     specs = [_spec_from_json(e["spec"]) for e in doc["proteins"]]
-    run = RunOptions(val_fraction=0.0, seed=protocol.seed, batch_size=protocol.batch_size)
+    run = _all_rows(protocol)
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
     states = None
     if state_folder is not None:

@@ -10,12 +10,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from dbtools.train.calibrate import Protocol, calibrate_to_files
+from dbtools.train.calibrate import QUICK, Protocol, calibrate_to_files
 from dbtools.device import resolve_device
-from dbtools.errors import UsageError
 from dbtools.train.interrupt import StopRequest
+from dbtools.train.datasets import MAX_SHUFFLES, SHUFFLE_ROWS
 from dbtools.train.bank_training import DataOptions, specs_from_args
 from dbtools.train.hyper import Hyper
+from dbtools.train.schedule import parse_detector_lens
 
 from . import options
 from .progress import stderr, steps_bar
@@ -32,36 +33,46 @@ def calibrate(
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="TSV of proteins (as for `dbtools train`); a hyperparameters cell fixes those values "
                        "instead of sampling them.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = DataOptions.fmt,
     task: Annotated[str, typer.Option("--task", help="auto|classification|regression")] = "auto",
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST of each file (1:500 = fold A).")] = None,
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives", help="shuffle (default), flank (BED input) or a FASTA of negatives.")] = None,
     shuffles: Annotated[Optional[int], typer.Option(
-        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about 50,000 in all, "
-                                  "1 to 100 per positive; the original DeepBind filled 100,000 rows].")] = None,
+        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about "
+                                  f"{SHUFFLE_ROWS:,} in all, 1 to {MAX_SHUFFLES} per positive; the original "
+                                  "DeepBind filled 100,000 rows].")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
-    length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
-    trials: Annotated[Optional[int], typer.Option("--trials", help="Random hyperparameter sets [30].")] = None,
-    folds: Annotated[Optional[int], typer.Option("--folds", help="Cross-validation folds [3].")] = None,
+    length: Annotated[int, typer.Option(
+        "--length", min=1, help="Window length around BED peaks.")] = DataOptions.length,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", help=f"Random hyperparameter sets [{Protocol.trials}].")] = None,
+    folds: Annotated[Optional[int], typer.Option(
+        "--folds", help=f"Cross-validation folds [{Protocol.folds}].")] = None,
     final_trials: Annotated[Optional[int], typer.Option(
-        "--final-trials", help="Seeds of the final training; the lowest training loss is kept [6].")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="SGD steps per trial [1500].")] = None,
+        "--final-trials",
+        help=f"Seeds of the final training; the lowest training loss is kept [{Protocol.final_trials}].")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", help=f"SGD steps per trial [{Protocol.steps}].")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(
-        "--checkpoint-every", help="Candidate step counts: validate every N steps [250].")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+        "--checkpoint-every",
+        help=f"Candidate step counts: validate every N steps [{Protocol.checkpoint_every}].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = Protocol.batch_size,
     detector_len: Annotated[str, typer.Option(
         "--detector-len", help="Detector length, or comma-separated lengths shared out among the trials "
                                "(each length gets trials with and without the hidden layer; the CV "
-                               "chooses) [10,16].")] = ",".join(map(str, Protocol.detector_lens)),
+                               "chooses).")] = ",".join(map(str, Protocol.detector_lens)),
     pooling: Annotated[Optional[str], typer.Option(
         "--pooling", help="max|maxavg (default: max for classification, maxavg for regression).")] = None,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="2 folds, 3 trials, 2 final trials, 200 steps (checkpoints every 50): tests and demos.")] = False,
+        "--quick", help=f"{QUICK['folds']} folds, {QUICK['trials']} trials, {QUICK['final_trials']} final trials, "
+                        f"{QUICK['steps']} steps (checkpoints every {QUICK['checkpoint_every']}): tests and "
+                        "demos.")] = False,
     plot_dir: Annotated[Optional[Path], typer.Option(
         "--plot-dir", help="Folder for one PNG per protein (default: OUTPUT without .json + '_plots').")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no figures.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the report).")] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of every random choice (recorded in the report).")] = Protocol.seed,
     device: options.Device = "auto",
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted calibration from OUTPUT.ckpt/ to the same result.")] = False,
@@ -74,10 +85,7 @@ def calibrate(
 
     Example: dbtools calibrate encode/GABPA_AC.seq.gz --rows 1:500 -o gabpa.json --bank-out gabpa.bank
     """
-    try:
-        lengths = tuple(int(x) for x in detector_len.split(","))
-    except ValueError:
-        raise UsageError(f"--detector-len {detector_len}: expected lengths of at least 2, comma-separated") from None
+    lengths = parse_detector_lens(detector_len)
     base = Hyper(detector_len=lengths[0])
     specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows)
     given = {k: v for k, v in (("trials", trials), ("folds", folds), ("final_trials", final_trials),

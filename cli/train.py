@@ -11,8 +11,10 @@ from dbtools.device import resolve_device
 from dbtools.errors import UsageError
 from dbtools.train.interrupt import StopRequest
 from dbtools.train.calibrate import train_from_calibration
+from dbtools.train.datasets import MAX_SHUFFLES, SHUFFLE_ROWS
 from dbtools.train.bank_training import DataOptions, RunOptions, specs_from_args, train_to_file
-from dbtools.train.hyper import Hyper
+from dbtools.train.hyper import CLASSIFICATION_RATE, REGRESSION_RATE, Hyper
+from dbtools.train.schedule import parse_detector_lens
 
 from . import options
 from .progress import stderr, steps_bar
@@ -26,7 +28,7 @@ def train(
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="TSV of models to train together: id, train, and optionally protein, task, "
                        "validation, rows, hyperparameters (key=value;key=value).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = DataOptions.fmt,
     task: Annotated[str, typer.Option("--task", help="auto|classification|regression (auto: 0/1 targets "
                                                      "mean classification).")] = "auto",
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST (1-based, inclusive) of each "
@@ -36,18 +38,21 @@ def train(
         "--negatives", help="Negatives for positives-only data: shuffle (dinucleotide shuffles, the default), "
                             "flank (BED input: genomic windows 1 kb beside each peak) or a FASTA file.")] = None,
     shuffles: Annotated[Optional[int], typer.Option(
-        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about 50,000 in all, "
-                                  "1 to 100 per positive; the original DeepBind filled 100,000 rows].")] = None,
+        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about "
+                                  f"{SHUFFLE_ROWS:,} in all, 1 to {MAX_SHUFFLES} per positive; the original "
+                                  "DeepBind filled 100,000 rows].")] = None,
     genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
-    length: Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")] = 101,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = 1500,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1,
-                                                  help="Validate (and maybe keep) every N steps.")] = 250,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    length: Annotated[int, typer.Option(
+        "--length", min=1, help="Window length around BED peaks.")] = DataOptions.length,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = RunOptions.steps,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", min=1, help="Validate (and maybe keep) every N steps.")] = RunOptions.checkpoint_every,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = RunOptions.batch_size,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=0.9,
                                                 help="Rows held out for choosing the step when there is no "
-                                                     "validation file.")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice (recorded in the bank).")] = 0,
+                                                     "validation file.")] = RunOptions.val_fraction,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of every random choice (recorded in the bank).")] = RunOptions.seed,
     restarts: Annotated[int, typer.Option(
         "--restarts", min=1, help="Train each model N times (per detector length) from different seeds, on the "
                                   "same data, in one batched run, and keep the best on validation (training "
@@ -60,7 +65,8 @@ def train(
     hidden: Annotated[int, typer.Option("--hidden", min=0, help="Hidden units (0 or 32 in DeepBind).")] = Hyper.num_hidden,
     pooling: Annotated[str, typer.Option("--pooling", help="max|maxavg")] = "max",
     learning_rate: Annotated[Optional[float], typer.Option(
-        "--learning-rate", help="Default: 0.02 for classification, 0.005 for regression.")] = None,
+        "--learning-rate", help=f"Default: {CLASSIFICATION_RATE} for classification, {REGRESSION_RATE} for "
+                                "regression.")] = Hyper.learning_rate,
     momentum: Annotated[float, typer.Option("--momentum")] = Hyper.momentum,
     dropout: Annotated[float, typer.Option("--dropout", min=0, max=0.9)] = Hyper.dropout,
     device: options.Device = "auto",
@@ -80,12 +86,7 @@ def train(
     """
     if pooling not in ("max", "maxavg"):
         raise UsageError(f"--pooling {pooling}: expected max or maxavg")
-    try:
-        lengths = tuple(int(x) for x in detector_len.split(","))
-    except ValueError:
-        lengths = ()
-    if not lengths or min(lengths) < 2:
-        raise UsageError(f"--detector-len {detector_len}: expected lengths of at least 2, comma-separated")
+    lengths = parse_detector_lens(detector_len)
     base = Hyper(detector_len=lengths[0], num_hidden=hidden, avg_pooling=pooling == "maxavg",
                  learning_rate=learning_rate, momentum=momentum, dropout=dropout)
     if calibration is not None:

@@ -9,6 +9,8 @@ import numpy as np
 
 DETECTORS = 16
 DEFAULT_HIDDEN = 32
+# the learning rate of a model whose hyperparameters leave it None
+CLASSIFICATION_RATE, REGRESSION_RATE = 0.02, 0.005
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,11 @@ class Hyper:
         """L1 of a hidden model's output layer."""
         return self.l1_fc if self.l1_out is None else self.l1_out
 
-    def for_task(self, classification: bool) -> "Hyper":
+    def for_task(self, classification: bool) -> Hyper:
         """These hyperparameters with the task's default learning rate filled in."""
         if self.learning_rate is not None:
             return self
-        return replace(self, learning_rate=0.02 if classification else 0.005)
+        return replace(self, learning_rate=CLASSIFICATION_RATE if classification else REGRESSION_RATE)
 
 
 @dataclass

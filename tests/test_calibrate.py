@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import dbtools.train.calibrate as cal
+import dbtools.train.runs as runs
 from dbtools.bank.store import load_bank
 from dbtools.train.calibrate import Protocol, calibrate_to_files, sample_trials, train_from_calibration
 from dbtools.errors import DbtoolsError
@@ -69,13 +70,13 @@ def specs(tmp_path, n=(160, 140)):
 
 def test_all_trials_and_folds_share_one_batched_run_and_the_choice_is_the_best_mean(tmp_path, monkeypatch):
     calls = []
-    real = cal.train_group
+    real = runs.train_group
 
     def counting(tasks, *a, **k):
         calls.append(len(tasks))
         return real(tasks, *a, **k)
 
-    monkeypatch.setattr(cal, "train_group", counting)
+    monkeypatch.setattr(runs, "train_group", counting)
     doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL), CPU, tmp_path / "c.json",
                                    tmp_path / "c.bank", tmp_path / "plots")
     assert calls == [2 * 4 * 2, 2 * 2]  # every trial x fold of both proteins, then every final trial

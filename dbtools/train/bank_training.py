@@ -10,7 +10,6 @@ fraction of the training rows (`val_fraction`) is held out to choose the best ch
 from __future__ import annotations
 
 import csv
-import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,9 +24,8 @@ from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.train.datasets import balance_weights, cap_negatives, read_dataset
 from dbtools.io.encode import encode_all
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.train.interrupt import Interrupted
 from dbtools.train.hyper import Hyper, Task, group_key
-from dbtools.train.loop import Stopped, train_group
+from dbtools.train.runs import Runs
 from dbtools.train.schedule import Schedule
 
 # negatives kept per held-out positive: its shuffles beyond these add little but evaluation time
@@ -293,13 +291,7 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
     if not specs:
         raise UsageError("nothing to train")
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
-    states = None
-    if state_folder is not None:
-        states = Checkpoints(state_folder, run_fingerprint(prepared, data, run))
-        if resume:
-            states.check()
-        else:
-            states.clear()
+    runs = Runs.open(state_folder, run_fingerprint(prepared, data, run), resume, stop, progress)
     # members (model i, detector length, restart r); restart 0 keeps the model's own seed
     copies = [(i, length, r) for i, p in enumerate(prepared) for length in candidate_lengths(p.spec, run)
               for r in range(run.restarts)]
@@ -310,20 +302,9 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
     for number, (key, members) in enumerate(groups.items()):
         label = f"{len(members)} models m={key[0]}{' max+avg' if key[1] else ''}"
         vals = [prepared[i].validation for i, _, _ in members]
-        name = f"group{number}"
-        try:
-            tasks = [candidate_task(prepared[i].task, length, r) for i, length, r in members]
-            result = train_group(
-                tasks, vals if all(v is not None for v in vals) else None,
-                run.steps, run.checkpoint_every, device, run.batch_size,
-                progress=(lambda step, loss, label=label: progress(label, step, run.steps, loss)) if progress else None,
-                resume=states.load(name) if states is not None and resume else None,
-                save=(lambda state, name=name: states.save(name, state)) if states is not None else None,
-                stop=stop)
-        except Stopped as e:
-            where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
-            raise Interrupted(f"interrupted after step {e.step} of {run.steps} ({label}){where}",
-                              getattr(stop, "signum", None) or signal.SIGINT) from None
+        tasks = [candidate_task(prepared[i].task, length, r) for i, length, r in members]
+        result = runs.train(f"group{number}", label, tasks, vals if all(v is not None for v in vals) else None,
+                            run.steps, run.checkpoint_every, device, run.batch_size)
         for g, (i, length, _) in enumerate(members):
             p, hyper = prepared[i], tasks[g].hyper
             at = result.checkpoints.index(result.best_step[g])

@@ -16,7 +16,6 @@ without the hidden layer share a group), split only when a group exceeds the mem
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,11 +28,10 @@ from dbtools.io.atomic import atomic_path, check_writable
 from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
 from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.train.interrupt import Interrupted
 from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, prepare, validation_set
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
-from dbtools.train.loop import Stopped, train_group
+from dbtools.train.runs import Runs
 from dbtools.train.schedule import Schedule
 
 CALIBRATION_FORMAT = "dbtools-calibration"
@@ -162,28 +160,17 @@ def _runs(keys: list[tuple], positions: int, batch: int) -> list[list[int]]:
     return [members[a:a + cap] for members in groups.values() for a in range(0, len(members), cap)]
 
 
-def _train_runs(tasks: list[Task], vals: list, steps: int, checkpoint_every: int, batch: int,
-                device: torch.device, states: Checkpoints | None, resume: bool, stop, progress, stage: str,
-                until: list[int] | None = None) -> dict[int, tuple]:
+def _train_runs(runs: Runs, stage: str, tasks: list[Task], vals: list, steps: int, checkpoint_every: int,
+                batch: int, device: torch.device, until: list[int] | None = None) -> dict[int, tuple]:
     """Train `tasks` in as few batched runs as the budget allows; per task (run result, index)."""
     longest = max(max(len(c) for c in t.codes) for t in tasks)
     m = max(t.hyper.detector_len for t in tasks)
-    runs = _runs([group_key(t.hyper) for t in tasks], longest + m - 1, batch)
+    groups = _runs([group_key(t.hyper) for t in tasks], longest + m - 1, batch)
     out = {}
-    for r, members in enumerate(runs):
-        key = f"{stage}{r}"
-        label = f"{stage} {r + 1}/{len(runs)}: {len(members)} models"
-        try:
-            result = train_group(
-                [tasks[i] for i in members], [vals[i] for i in members], steps, checkpoint_every, device, batch,
-                progress=(lambda step, loss, label=label: progress(label, step, steps, loss)) if progress else None,
-                resume=states.load(key) if states is not None and resume else None,
-                save=(lambda state, key=key: states.save(key, state)) if states is not None else None,
-                stop=stop, until=None if until is None else [until[i] for i in members])
-        except Stopped as e:
-            where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
-            raise Interrupted(f"interrupted after step {e.step} of {steps} ({label}){where}",
-                              getattr(stop, "signum", None) or signal.SIGINT) from None
+    for r, members in enumerate(groups):
+        result = runs.train(f"{stage}{r}", f"{stage} {r + 1}/{len(groups)}: {len(members)} models",
+                            [tasks[i] for i in members], [vals[i] for i in members], steps, checkpoint_every,
+                            device, batch, None if until is None else [until[i] for i in members])
         for g, i in enumerate(members):
             out[i] = (result, g)
     return out
@@ -251,16 +238,10 @@ def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, dev
     if not specs:
         raise UsageError("nothing to calibrate")
     proteins = prepare_proteins(specs, data, protocol)
-    states = None
-    if state_folder is not None:
-        states = Checkpoints(state_folder, calibration_fingerprint(proteins, data, protocol))
-        if resume:
-            states.check()
-        else:
-            states.clear()
+    runs = Runs.open(state_folder, calibration_fingerprint(proteins, data, protocol), resume, stop, progress)
     tasks, vals, index = trial_tasks(proteins, protocol)
-    results = _train_runs(tasks, vals, protocol.steps, protocol.checkpoint_every, protocol.batch_size, device,
-                          states, resume, stop, progress, "calibration")
+    results = _train_runs(runs, "calibration", tasks, vals, protocol.steps, protocol.checkpoint_every,
+                          protocol.batch_size, device)
     doc = {"format": CALIBRATION_FORMAT, "dbtools_version": __version__, "command": command,
            "protocol": protocol.to_json(), "data_options": asdict(data), "proteins": []}
     for i, p in enumerate(proteins):
@@ -301,14 +282,8 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     specs = [_spec_from_json(e["spec"]) for e in doc["proteins"]]
     run = _all_rows(protocol)
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
-    states = None
-    if state_folder is not None:
-        states = Checkpoints(state_folder, fingerprint({"final": doc["proteins"], "sources":
-                                                        [p.sources for p in prepared]}))
-        if resume:
-            states.check()
-        else:
-            states.clear()
+    runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
+                     resume, stop, progress)
     tasks, vals, until, owner = [], [], [], []
     for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
         hyper = Hyper(**entry["choice"]["hyperparameters"])
@@ -321,8 +296,7 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
             until.append(int(entry["choice"]["step"]))
             owner.append((i, f))
     steps = max(until)
-    results = _train_runs(tasks, vals, steps, steps, protocol.batch_size, device, states, resume, stop, progress,
-                          "final", until)
+    results = _train_runs(runs, "final", tasks, vals, steps, steps, protocol.batch_size, device, until)
     models = []
     for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
         mine = [j for j, (o, _) in enumerate(owner) if o == i]

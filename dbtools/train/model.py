@@ -37,16 +37,10 @@ class GroupParams:
         self.G = len(tasks)
         flags = [t.hyper.num_hidden > 0 for t in tasks]
         nf = DETECTORS * (2 if self.avg else 1)
-        shapes = {"detectors": (4 * self.m, DETECTORS), "thresholds": (DETECTORS,)}
-        if not all(flags):
-            shapes |= {"linear_w": (nf,), "linear_b": ()}
-        if any(flags):
-            shapes |= {"weights1": (nf, self.hidden), "biases1": (self.hidden,),
-                       "weights2": (self.hidden,), "biases2": ()}
-        self.shapes = shapes
-        per_model = [self._init(t, shapes, nf) for t in tasks]
+        self.shapes = _shapes(self.m, nf, self.hidden, plain=not all(flags), deep=any(flags))
+        per_model = [_initial_weights(t, self.shapes, nf) for t in tasks]
         self.params = {k: torch.stack([torch.from_numpy(p[k]) for p in per_model]).to(device).requires_grad_()
-                       for k in shapes}
+                       for k in self.shapes}
         self.velocity = {k: torch.zeros_like(v) for k, v in self.params.items()}
 
         def col(vals):
@@ -63,24 +57,6 @@ class GroupParams:
                    "weights2": col([c if f else 0.0 for f, c in zip(flags, out)])}
         self.dropout = col([t.hyper.dropout for t in tasks])
         self.rc = torch.tensor([t.reverse_complement for t in tasks], device=device)
-
-    @staticmethod
-    def _init(task: Task, shapes: dict, nf: int) -> dict[str, np.ndarray]:
-        """A model's initial weights, drawn from its own seed in its own architecture's order
-        (so it starts the same in any group); the other output path is zero."""
-        rng = np.random.default_rng([task.seed, 0])
-        h = task.hyper
-        own = {"detectors": (h.init_conv, shapes["detectors"]), "thresholds": (0.0, shapes["thresholds"])}
-        if h.num_hidden:
-            own |= {"weights1": (h.init_fc, (nf, h.num_hidden)), "biases1": (0.0, (h.num_hidden,)),
-                    "weights2": (h.output_init, (h.num_hidden,)), "biases2": (0.0, ())}
-        else:
-            own |= {"linear_w": (h.init_fc, (nf,)), "linear_b": (0.0, ())}
-        out = {k: np.zeros(shape, dtype=np.float32) for k, shape in shapes.items()}
-        for k, (scale, shape) in own.items():
-            if scale:
-                out[k] = (rng.standard_normal(shape) * scale).astype(np.float32)
-        return out
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor,
                 dropout_keep: torch.Tensor | None = None, ragged: bool | None = None) -> torch.Tensor:
@@ -99,6 +75,16 @@ class GroupParams:
         those of the plain formulation (ties in the max are identical windows, so their
         gradients agree too); the backward pass never touches the per-position tensors.
         """
+        pooled = self._pooled(codes, positions, ragged)
+        if dropout_keep is not None:
+            pooled = pooled * dropout_keep[:, :, None, :]
+        out = self._dense(pooled)
+        fwd, rev = out[..., 0], out[..., 1]
+        return torch.where(self.rc[:, None], torch.maximum(fwd, rev), fwd)
+
+    def _pooled(self, codes: torch.Tensor, positions: torch.Tensor, ragged: bool | None) -> torch.Tensor:
+        """Pooled features [G, B, 2, nf] of both strands (forward, reverse): each detector's
+        rectified max, and with average pooling its mean beside it."""
         p = self.params
         G, B, _ = codes.shape
         m, D, k = self.m, DETECTORS, KMER
@@ -121,25 +107,18 @@ class GroupParams:
             rows = kmers.mul_(G * nb)  # each k-mer's first table row (rows are k-mer, model, block)
             top, entries = pooled_max(tables.detach(), rows, P, valid, grad)
             if self.avg:
-                x = one_hot(codes).unfold(2, m, 1).reshape(G, B * P, 4 * m)
-                z = torch.baddbmm(thr[:, None, :], x, w_bj).view(G, B, P, 2 * D)
-                active = z > 0
-                if ragged:
-                    active &= valid[..., None]
-                active = active.float()
-                summed = torch.bmm(active.view(G * B, P, 2 * D).transpose(1, 2),
-                                   x.view(G * B, P, 4 * m)).view(G, B, 2 * D, 4 * m)  # (base, offset) layout
-                count = active.sum(2)  # [G, B, 2D]
-                del x, z
+                summed, count = _active_sums(codes, w_bj, thr, valid, m)
         if grad:
             top = TableMax.apply(tables, top, entries)
         pooled = (top + thr[:, None, :]).clamp(min=0)  # [G, B, 2D]
         if self.avg:
             mean = ((summed * w_bj.transpose(1, 2)[:, None]).sum(-1) + thr[:, None, :] * count) / positions[:, :, None]
             pooled = torch.stack([pooled, mean], -1)  # [G, B, 2D, 2]: max, avg interleaved per detector
-        pooled = pooled.reshape(G, B, 2, -1)
-        if dropout_keep is not None:
-            pooled = pooled * dropout_keep[:, :, None, :]
+        return pooled.reshape(G, B, 2, -1)
+
+    def _dense(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Scores [G, B, 2] of pooled features [G, B, 2, nf], each model through its own output path."""
+        p = self.params
         out = None
         if "linear_w" in p:
             out = torch.einsum("gbsi,gi->gbs", pooled, p["linear_w"]) + p["linear_b"][:, None, None]
@@ -147,8 +126,7 @@ class GroupParams:
             h = torch.einsum("gbsi,gih->gbsh", pooled, p["weights1"]) + p["biases1"][:, None, None, :]
             deep = torch.einsum("gbsh,gh->gbs", h.clamp(min=0), p["weights2"]) + p["biases2"][:, None, None]
             out = deep if out is None else torch.where(self.has_hidden[:, None, None], deep, out)
-        fwd, rev = out[..., 0], out[..., 1]
-        return torch.where(self.rc[:, None], torch.maximum(fwd, rev), fwd)
+        return out
 
     def penalty(self) -> torch.Tensor:
         """Sum over models of their L1 penalties (each model's own coefficients)."""
@@ -197,6 +175,53 @@ class GroupParams:
         with torch.no_grad():
             for k, v in self.params.items():
                 v.copy_(snap[k])
+
+
+def _shapes(m: int, nf: int, hidden: int, plain: bool, deep: bool) -> dict[str, tuple[int, ...]]:
+    """Per-model parameter shapes of a group: detectors [4m, D] and thresholds, then the output
+    path of models without a hidden layer (`plain`) and that of models with one (`deep`)."""
+    shapes = {"detectors": (4 * m, DETECTORS), "thresholds": (DETECTORS,)}
+    if plain:
+        shapes |= {"linear_w": (nf,), "linear_b": ()}
+    if deep:
+        shapes |= {"weights1": (nf, hidden), "biases1": (hidden,), "weights2": (hidden,), "biases2": ()}
+    return shapes
+
+
+def _initial_weights(task: Task, shapes: dict, nf: int) -> dict[str, np.ndarray]:
+    """A model's initial weights, drawn from its own seed in its own architecture's order
+    (so it starts the same in any group); the other output path is zero."""
+    rng = np.random.default_rng([task.seed, 0])
+    h = task.hyper
+    own = {"detectors": (h.init_conv, shapes["detectors"]), "thresholds": (0.0, shapes["thresholds"])}
+    if h.num_hidden:
+        own |= {"weights1": (h.init_fc, (nf, h.num_hidden)), "biases1": (0.0, (h.num_hidden,)),
+                "weights2": (h.output_init, (h.num_hidden,)), "biases2": (0.0, ())}
+    else:
+        own |= {"linear_w": (h.init_fc, (nf,)), "linear_b": (0.0, ())}
+    out = {k: np.zeros(shape, dtype=np.float32) for k, shape in shapes.items()}
+    for k, (scale, shape) in own.items():
+        if scale:
+            out[k] = (rng.standard_normal(shape) * scale).astype(np.float32)
+    return out
+
+
+def _active_sums(codes: torch.Tensor, w_bj: torch.Tensor, thr: torch.Tensor, valid: torch.Tensor | None,
+                 m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the mean of each detector's rectified responses: the one-hot windows summed over the
+    positions where it is active [G, B, 2D, 4m] ((base, offset) layout), and their count [G, B, 2D].
+
+    codes [G, B, Lp]; w_bj [G, 4m, 2D] the detectors of both strands; thr [G, 2D]; valid
+    [G, B, P] the positions inside each sequence (None: all of them)."""
+    G, B, _ = codes.shape
+    P, D2 = codes.shape[2] - m + 1, w_bj.shape[2]
+    x = one_hot(codes).unfold(2, m, 1).reshape(G, B * P, 4 * m)
+    active = torch.baddbmm(thr[:, None, :], x, w_bj).view(G, B, P, D2) > 0
+    if valid is not None:
+        active &= valid[..., None]
+    active = active.float()
+    summed = torch.bmm(active.view(G * B, P, D2).transpose(1, 2), x.view(G * B, P, 4 * m)).view(G, B, D2, 4 * m)
+    return summed, active.sum(2)
 
 
 def pick_models(which: torch.Tensor, new: dict[str, torch.Tensor],

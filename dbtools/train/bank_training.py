@@ -24,7 +24,8 @@ from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.train.datasets import balance_weights, cap_negatives, read_dataset
 from dbtools.io.encode import encode_all
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.train.hyper import Hyper, Task, group_key
+from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
+from dbtools.train.loop import GroupResult
 from dbtools.train.runs import Runs
 from dbtools.train.schedule import Schedule
 
@@ -186,7 +187,9 @@ def apply_transform(y: np.ndarray, t: dict | None) -> np.ndarray:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A model's data read and ready: its task, validation set, sources, target transform."""
+
     spec: ModelSpec
     task: Task
     validation: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None  # codes, targets, weights
@@ -196,7 +199,7 @@ class _Prepared:
     origin: np.ndarray  # [rows of task] the row each one was made from (folds keep them together)
 
 
-def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> _Prepared:
+def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> Prepared:
     """Read a model's data, hold out validation rows (a peak with its shuffles), transform targets."""
     seed = run.seed * 100_003 + index
     kind = data.negatives if data.negatives in ("shuffle", "flank") else "shuffle"
@@ -230,7 +233,7 @@ def prepare(spec: ModelSpec, data: DataOptions, run: RunOptions, index: int) -> 
     weights = balance_weights(y, origin) if classification else None
     task = Task(codes, apply_transform(y, transform), classification, hyper, seed, weights=weights,
                 origin=origin if classification else None)
-    return _Prepared(spec, task,
+    return Prepared(spec, task,
                      val, sources, transform, lengths.pop() if len(lengths) == 1 else None, origin)
 
 
@@ -250,7 +253,7 @@ def _hold_out(origin: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.
     return np.flatnonzero(out), np.flatnonzero(~out)
 
 
-def run_fingerprint(prepared: list[_Prepared], data: DataOptions, run: RunOptions) -> str:
+def run_fingerprint(prepared: list[Prepared], data: DataOptions, run: RunOptions) -> str:
     """What determines a training run's result: specs, data checksums, options."""
     return fingerprint({"specs": [asdict(p.spec) for p in prepared], "sources": [p.sources for p in prepared],
                         "data": asdict(data), "run": asdict(run), "version": __version__})
@@ -292,53 +295,65 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
         raise UsageError("nothing to train")
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
     runs = Runs.open(state_folder, run_fingerprint(prepared, data, run), resume, stop, progress)
-    # members (model i, detector length, restart r); restart 0 keeps the model's own seed
-    copies = [(i, length, r) for i, p in enumerate(prepared) for length in candidate_lengths(p.spec, run)
-              for r in range(run.restarts)]
-    groups: dict[tuple, list[tuple[int, int, int]]] = {}
-    for i, length, r in copies:
-        groups.setdefault(group_key(replace(prepared[i].spec.hyper, detector_len=length)), []).append((i, length, r))
     candidates: dict[int, list[tuple[float, Model]]] = {i: [] for i in range(len(prepared))}
-    for number, (key, members) in enumerate(groups.items()):
+    for number, (key, members) in enumerate(_groups(prepared, run).items()):
         label = f"{len(members)} models m={key[0]}{' max+avg' if key[1] else ''}"
         vals = [prepared[i].validation for i, _, _ in members]
         tasks = [candidate_task(prepared[i].task, length, r) for i, length, r in members]
         result = runs.train(f"group{number}", label, tasks, vals if all(v is not None for v in vals) else None,
                             run.steps, run.checkpoint_every, device, run.batch_size)
-        for g, (i, length, _) in enumerate(members):
-            p, hyper = prepared[i], tasks[g].hyper
-            at = result.checkpoints.index(result.best_step[g])
-            metrics = {"train_loss": float(result.train_loss[at, g])}
-            # lower is better: validation loss (classification), -Pearson (regression), else training loss
-            rank = metrics["train_loss"]
-            if len(result.val_loss):
-                metric = float(result.val_metric[at, g])
-                metrics |= {"validation_loss": float(result.val_loss[at, g]),
-                            ("validation_auc" if p.task.classification else "validation_pearson"): metric}
-                rank = metrics["validation_loss"] if p.task.classification else -np.nan_to_num(metric, nan=-np.inf)
-            arch = Architecture(detector_len=length, num_detectors=16, reverse_complement=True,
-                                avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
-            info = ModelInfo(
-                id=p.spec.id, protein=p.spec.protein, arch=arch,
-                experiment="classification" if p.task.classification else "regression",
-                source=f"trained with dbtools {__version__}", train_length=p.train_length,
-                provenance={"data": p.sources, "seed": tasks[g].seed,
-                            "hyperparameters": hyper.to_json(),
-                            "steps": run.steps, "chosen_step": result.best_step[g],
-                            "batch_size": run.batch_size, "target_transform": p.transform,
-                            "metrics": metrics, "dbtools_version": __version__})
-            candidates[i].append((rank, Model(info, result.params.model_arrays(g))))
-    models = {}
-    for i, found in candidates.items():
-        best = min(range(len(found)), key=lambda k: found[k][0])  # first of equals: candidate order
-        model = found[best][1]
-        model.info.provenance["selection"] = {
-            "restarts": run.restarts, "detector_lens": list(candidate_lengths(prepared[i].spec, run)), "chosen": best,
-            "candidates": [{"detector_len": m.info.arch.detector_len, "seed": m.info.provenance["seed"],
-                            "chosen_step": m.info.provenance["chosen_step"], "metrics": m.info.provenance["metrics"]}
-                           for _, m in found]}
-        models[i] = model
-    return Bank([models[i] for i in range(len(prepared))], description=f"trained with dbtools {__version__}")
+        for g, (i, _, _) in enumerate(members):
+            candidates[i].append(_candidate(prepared[i], tasks[g], result, g, run))
+    models = [_select(found, candidate_lengths(prepared[i].spec, run), run) for i, found in candidates.items()]
+    return Bank(models, description=f"trained with dbtools {__version__}")
+
+
+def _groups(prepared: list[Prepared], run: RunOptions) -> dict[tuple, list[tuple[int, int, int]]]:
+    """Every candidate (model i, detector length, restart r) in its architecture's group."""
+    groups: dict[tuple, list[tuple[int, int, int]]] = {}
+    for i, p in enumerate(prepared):
+        for length in candidate_lengths(p.spec, run):
+            for r in range(run.restarts):
+                groups.setdefault(group_key(replace(p.spec.hyper, detector_len=length)), []).append((i, length, r))
+    return groups
+
+
+def _candidate(p: Prepared, task: Task, result: GroupResult, g: int, run: RunOptions) -> tuple[float, Model]:
+    """Trained candidate g of a group as a bank model at its best checkpoint, and its rank: lower is
+    better (validation loss for classification, -Pearson for regression, else training loss)."""
+    hyper = task.hyper
+    at = result.checkpoints.index(result.best_step[g])
+    metrics = {"train_loss": float(result.train_loss[at, g])}
+    rank = metrics["train_loss"]
+    if len(result.val_loss):
+        metric = float(result.val_metric[at, g])
+        metrics |= {"validation_loss": float(result.val_loss[at, g]),
+                    ("validation_auc" if p.task.classification else "validation_pearson"): metric}
+        rank = metrics["validation_loss"] if p.task.classification else -np.nan_to_num(metric, nan=-np.inf)
+    arch = Architecture(detector_len=hyper.detector_len, num_detectors=DETECTORS, reverse_complement=True,
+                        avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
+    info = ModelInfo(
+        id=p.spec.id, protein=p.spec.protein, arch=arch,
+        experiment="classification" if p.task.classification else "regression",
+        source=f"trained with dbtools {__version__}", train_length=p.train_length,
+        provenance={"data": p.sources, "seed": task.seed,
+                    "hyperparameters": hyper.to_json(),
+                    "steps": run.steps, "chosen_step": result.best_step[g],
+                    "batch_size": run.batch_size, "target_transform": p.transform,
+                    "metrics": metrics, "dbtools_version": __version__})
+    return rank, Model(info, result.params.model_arrays(g))
+
+
+def _select(found: list[tuple[float, Model]], lengths: tuple[int, ...], run: RunOptions) -> Model:
+    """The best-ranked of a model's candidates (the first of equals), its provenance listing them all."""
+    best = min(range(len(found)), key=lambda k: found[k][0])
+    model = found[best][1]
+    model.info.provenance["selection"] = {
+        "restarts": run.restarts, "detector_lens": list(lengths), "chosen": best,
+        "candidates": [{"detector_len": m.info.arch.detector_len, "seed": m.info.provenance["seed"],
+                        "chosen_step": m.info.provenance["chosen_step"], "metrics": m.info.provenance["metrics"]}
+                       for _, m in found]}
+    return model
 
 
 def train_to_file(specs: list[ModelSpec], output: str, data: DataOptions, run: RunOptions,

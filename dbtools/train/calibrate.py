@@ -29,7 +29,7 @@ from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
 from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.train.datasets import balance_weights, split_by_origin
-from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, prepare, validation_set
+from dbtools.train.bank_training import DataOptions, ModelSpec, Prepared, RunOptions, prepare, validation_set
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
 from dbtools.train.runs import Runs
 from dbtools.train.schedule import Schedule
@@ -117,7 +117,7 @@ def _model_seed(seed: int, protein: int, trial: int, fold: int, stage: int) -> i
 @dataclass
 class _Protein:
     spec: ModelSpec
-    prepared: object  # train_bank._Prepared with the full training set
+    prepared: Prepared  # with the full training set
     trials: list[Hyper]
     folds: list[np.ndarray]  # row indices of each fold
 
@@ -284,8 +284,22 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
     runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
                      resume, stop, progress)
-    tasks, vals, until, owner = [], [], [], []
+    tasks, vals, until, owner = _final_tasks(doc["proteins"], prepared, protocol)
+    steps = max(until)
+    results = _train_runs(runs, "final", tasks, vals, steps, steps, protocol.batch_size, device, until)
+    models = []
     for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
+        mine = [j for j, o in enumerate(owner) if o == i]
+        models.append(_final_model(entry, p, [tasks[j] for j in mine], [results[j] for j in mine], protocol))
+    return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
+
+
+def _final_tasks(entries: list[dict], prepared: list[Prepared],
+                 protocol: Protocol) -> tuple[list[Task], list, list[int], list[int]]:
+    """Every final trial of every protein: its task (the chosen hyperparameters on all the data),
+    its evaluation set (all the data: the training loss), its step budget and its protein."""
+    tasks, vals, until, owner = [], [], [], []
+    for i, (entry, p) in enumerate(zip(entries, prepared)):
         hyper = Hyper(**entry["choice"]["hyperparameters"])
         everything = (p.task.codes, p.task.targets, p.task.weights)  # evaluated at the end: the training loss
         for f in range(protocol.final_trials):
@@ -294,32 +308,32 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
                               origin=p.task.origin))
             vals.append(everything)
             until.append(int(entry["choice"]["step"]))
-            owner.append((i, f))
-    steps = max(until)
-    results = _train_runs(runs, "final", tasks, vals, steps, steps, protocol.batch_size, device, until)
-    models = []
-    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
-        mine = [j for j, (o, _) in enumerate(owner) if o == i]
-        losses = [float(results[j][0].val_loss[-1, results[j][1]]) for j in mine]
-        keep = int(np.argmin(losses))
-        res, g = results[mine[keep]]
-        hyper = tasks[mine[keep]].hyper
-        entry["final"] = {"training_loss": losses, "seeds": [tasks[j].seed for j in mine], "kept": keep}
-        arch = Architecture(detector_len=hyper.detector_len, num_detectors=DETECTORS, reverse_complement=True,
-                            avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
-        info = ModelInfo(
-            id=entry["id"], protein=entry["protein"], arch=arch, experiment=entry["task"],
-            source=f"calibrated and trained with dbtools {__version__}", train_length=p.train_length,
-            provenance={"data": p.sources, "seed": tasks[mine[keep]].seed, "hyperparameters": hyper.to_json(),
-                        "steps": entry["choice"]["step"], "calibration": {
-                            "trials": protocol.trials, "folds": protocol.folds, "chosen_trial": entry["choice"]["trial"],
-                            "cv_loss": entry["choice"]["cv_loss"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
-                            "calibration_seed": protocol.seed},
-                        "final_trials": entry["final"], "batch_size": protocol.batch_size,
-                        "target_transform": p.transform, "metrics": {"train_loss": losses[keep]},
-                        "dbtools_version": __version__})
-        models.append(Model(info, res.params.model_arrays(g)))
-    return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
+            owner.append(i)
+    return tasks, vals, until, owner
+
+
+def _final_model(entry: dict, p: Prepared, tasks: list[Task], results: list[tuple], protocol: Protocol) -> Model:
+    """A protein's final trials (`tasks`, with their (run result, index)): the one with the lowest
+    training loss as a bank model; `entry["final"]` records them all."""
+    losses = [float(res.val_loss[-1, g]) for res, g in results]
+    keep = int(np.argmin(losses))
+    res, g = results[keep]
+    hyper = tasks[keep].hyper
+    entry["final"] = {"training_loss": losses, "seeds": [t.seed for t in tasks], "kept": keep}
+    arch = Architecture(detector_len=hyper.detector_len, num_detectors=DETECTORS, reverse_complement=True,
+                        avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
+    info = ModelInfo(
+        id=entry["id"], protein=entry["protein"], arch=arch, experiment=entry["task"],
+        source=f"calibrated and trained with dbtools {__version__}", train_length=p.train_length,
+        provenance={"data": p.sources, "seed": tasks[keep].seed, "hyperparameters": hyper.to_json(),
+                    "steps": entry["choice"]["step"], "calibration": {
+                        "trials": protocol.trials, "folds": protocol.folds, "chosen_trial": entry["choice"]["trial"],
+                        "cv_loss": entry["choice"]["cv_loss"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
+                        "calibration_seed": protocol.seed},
+                    "final_trials": entry["final"], "batch_size": protocol.batch_size,
+                    "target_transform": p.transform, "metrics": {"train_loss": losses[keep]},
+                    "dbtools_version": __version__})
+    return Model(info, res.params.model_arrays(g))
 
 
 def write_json(doc: dict, path: str | Path) -> None:

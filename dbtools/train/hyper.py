@@ -17,8 +17,8 @@ CLASSIFICATION_RATE, REGRESSION_RATE = 0.02, 0.005
 class Hyper:
     """Hyperparameters of one model (the names of the DeepBind calibration)."""
 
-    # defaults: the best of the settings tried on the 5 ENCODE sets (fold A, AUC on B); see README.
-    # None: 0.02 for classification, 0.005 for regression (0.05 kills PBM regression models)
+    # defaults: the best settings measured on ENCODE and PBM data (docs/development.md);
+    # None: CLASSIFICATION_RATE or REGRESSION_RATE, by task
     learning_rate: float | None = None
     momentum: float = 0.95
     init_conv: float = 1e-3

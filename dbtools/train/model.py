@@ -5,7 +5,7 @@ As the original DeepBind: both strands are fed and the higher-scoring one carrie
 loss; logistic loss for classification, squared error for (standardised) regression targets;
 SGD with Nesterov momentum; L1 penalty on detector and fully connected weights (not biases);
 dropout on the pooled features (inverted: kept features scaled by 1 / (1 - rate) in training;
-the original scales by 1 - rate when predicting instead, which did worse here, see README);
+the original scales by 1 - rate when predicting instead, which did worse here: docs/development.md);
 weights N(0, 1) x init scale, biases 0.
 """
 

@@ -287,9 +287,27 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
                stop: Callable[[], bool] | None = None) -> Bank:
     """Train every spec; models sharing an architecture advance together in one batched run.
 
-    With `state_folder`, every checkpoint saves the run's state there; `stop()` turning true
-    saves the state after the current step and raises `Interrupted`; `resume` continues from
-    the saved state to the result an uninterrupted run gives.
+    Parameters
+    ----------
+    specs : list of ModelSpec
+        The models, each trained as candidates (`RunOptions`) of which the best is kept.
+    data, run : DataOptions, RunOptions
+        How the data is read; the schedule and the candidates.
+    device : torch.device
+    progress : callable, optional
+        progress(label of a batched run, step, steps, mean training loss or None).
+    state_folder : path, optional
+        Every checkpoint saves the run's state there.
+    resume : bool
+        Continue from the saved state to the result an uninterrupted run gives.
+    stop : callable, optional
+        Once true, the state after the current step is saved and `Interrupted` raised.
+
+    Returns
+    -------
+    Bank
+        One model per spec, in order; each records its data, seed, hyperparameters, chosen
+        step, metrics and every candidate (`provenance`).
     """
     if not specs:
         raise UsageError("nothing to train")
@@ -359,10 +377,10 @@ def _select(found: list[tuple[float, Model]], lengths: tuple[int, ...], run: Run
 def train_to_file(specs: list[ModelSpec], output: str, data: DataOptions, run: RunOptions,
                   device: torch.device, progress=None, resume: bool = False,
                   stop: Callable[[], bool] | None = None) -> Bank:
-    """Train and write the bank atomically (a half-written bank never appears).
+    """`train_bank`, the bank written to `output` atomically (a half-written bank never appears).
 
     The resumable state lives in `OUTPUT.ckpt/` while the run lasts and is removed once the
-    bank is written.
+    bank is written. Returns the bank.
     """
     check_writable(output)
     folder = checkpoint_folder(output)

@@ -233,7 +233,25 @@ def calibration_fingerprint(proteins: list[_Protein], data: DataOptions, protoco
 def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, device: torch.device,
               progress: Callable | None = None, state_folder: str | Path | None = None, resume: bool = False,
               stop: Callable[[], bool] | None = None, command: str = "") -> dict:
-    """Run the calibration of every spec; returns the calibration document (see module doc)."""
+    """Calibrate every spec: all trials and folds of all proteins in shared batched runs.
+
+    Parameters
+    ----------
+    specs : list of ModelSpec
+        One protein each; a hyperparameter its spec sets is kept, the others drawn.
+    data, protocol : DataOptions, Protocol
+    device : torch.device
+    progress, state_folder, resume, stop :
+        As for `train_bank` (progress, resumable state, stopping on request).
+    command : str
+        The command line, recorded in the document.
+
+    Returns
+    -------
+    dict
+        The calibration document: the protocol, and per protein its trials' hyperparameters,
+        per-fold validation curves and the chosen (trial, step); `write_json` writes it.
+    """
     protocol.validate()
     if not specs:
         raise UsageError("nothing to calibrate")
@@ -274,7 +292,20 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
                  state_folder: str | Path | None = None, resume: bool = False,
                  stop: Callable[[], bool] | None = None) -> Bank:
     """Train each protein's chosen setting on all its data `final_trials` times (seeds differ),
-    all in shared batched runs; keep the model with the lowest training loss per protein."""
+    all in shared batched runs; keep the model with the lowest training loss per protein.
+
+    Parameters
+    ----------
+    doc : dict
+        A calibration document (`calibrate`, `read_json`); each protein's entry gains `final`.
+    device, progress, state_folder, resume, stop :
+        As for `calibrate`.
+
+    Returns
+    -------
+    Bank
+        One model per protein, in the document's order.
+    """
     if doc.get("format") != CALIBRATION_FORMAT:
         raise DbtoolsError("not a dbtools calibration document (format field missing or wrong)")
     protocol = Protocol(**doc["protocol"])
@@ -371,9 +402,11 @@ def calibrate_to_files(specs: list[ModelSpec], data: DataOptions, protocol: Prot
                        output: str | Path, bank_out: str | Path | None = None, plot_dir: str | Path | None = None,
                        progress: Callable | None = None, resume: bool = False,
                        stop: Callable[[], bool] | None = None, command: str = "") -> tuple[dict, Bank | None]:
-    """Calibrate, write `output` (JSON), optionally the final bank and one PNG per protein.
+    """`calibrate`, its document written to `output` (JSON); with `bank_out`, `final_models`
+    written there; with `plot_dir`, one PNG per protein.
 
-    The resumable state lives in `OUTPUT.ckpt/` until everything is written.
+    The resumable state lives in `OUTPUT.ckpt/` until everything is written. Returns the
+    document and the bank (None without `bank_out`).
     """
     check_writable(output)
     if bank_out is not None:

@@ -9,10 +9,21 @@ from dbtools.io.encode import N, PAD
 
 
 def pad_batch(codes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
-    """[B, Lmax + 2(m-1)] codes: each sequence padded with m-1 N, then PAD to a common length.
+    """Sequences padded for detectors of length m: m-1 N each side, then PAD to a common length.
 
-    Returns the padded codes and each sequence's number of detector positions (L + m - 1);
-    positions past it overlap PAD and are masked out of pooling, so no `N` is ever added.
+    Parameters
+    ----------
+    codes : list of np.ndarray
+        B sequences of base codes.
+    m : int
+        Detector length.
+
+    Returns
+    -------
+    padded : np.ndarray, shape (B, Lmax + 2(m-1)), int8
+    positions : np.ndarray, shape (B,)
+        Each sequence's number of detector positions (L + m - 1); positions past it overlap
+        PAD and are masked out of pooling, so no `N` is ever added.
     """
     lmax = max(len(c) for c in codes)
     out = np.full((len(codes), lmax + 2 * (m - 1)), PAD, dtype=np.int8)

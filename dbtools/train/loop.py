@@ -45,7 +45,25 @@ EVAL_BUDGET = 1 << 25
 
 def evaluate_group(params: GroupParams, data: GroupData, classification: torch.Tensor,
                    batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Mean loss per model [G] and each model's scores on its whole set (no dropout)."""
+    """Each model's loss and scores on its whole set (no dropout).
+
+    Parameters
+    ----------
+    params : GroupParams
+    data : GroupData
+        One set per model.
+    classification : torch.Tensor, shape (G,)
+        Which models are classifiers (logistic loss; squared error otherwise).
+    batch_size : int
+        Rows per model and batch, at most (lowered to bound memory).
+
+    Returns
+    -------
+    loss : np.ndarray, shape (G,)
+        Weighted mean loss.
+    scores : list of np.ndarray
+        Model g's scores, shape (rows of its set,).
+    """
     G = params.G
     n = int(data.sizes.max())
     positions = data.codes.shape[1] - params.m + 1
@@ -83,16 +101,36 @@ def train_group(tasks: list[Task], validation: list[tuple[list[np.ndarray], np.n
     With validation sets, the best checkpoint has the lowest validation loss (classification)
     or the highest Pearson correlation (regression); without, the last one is kept.
 
-    Resumable: at every checkpoint `save(state)` receives the full training state; when
-    `stop()` turns true, the state after the last finished step is saved and `Stopped` is
-    raised. Given that state as `resume`, training continues to exactly the result of an
-    uninterrupted run (the random streams are functions of the step number).
+    Parameters
+    ----------
+    tasks : list of Task
+        G models sharing `group_key`.
+    validation : list, optional
+        Per model (codes, targets) or (codes, targets, weights); None: no validation.
+    steps, checkpoint_every, batch_size : int
+        SGD steps, steps between checkpoints, rows per model and step.
+    device : torch.device
+    progress : callable, optional
+        progress(step, mean training loss at the last checkpoint or None), after every step.
+    resume : dict, optional
+        A state `save` received: training continues to exactly the result of an uninterrupted
+        run (the random streams are functions of the step number).
+    save : callable, optional
+        save(state) at every checkpoint, and when `stop` stops the run.
+    stop : callable, optional
+        Asked before every step; once true, the state after the last finished step is saved
+        and `Stopped` is raised.
+    until : list of int, optional
+        Each model's own step budget [G]: a model stops updating after it (final models of
+        different lengths in one group).
+    graphs : bool, optional
+        Replay each step as a captured CUDA graph (`StepRunner`; default: on CUDA): the same
+        kernels on the same tensors, launched at once instead of one by one.
 
-    `until` [G] gives each model its own step budget: a model stops updating after its own
-    number of steps (used to train final models of different lengths in one group).
-
-    `graphs` (default: on CUDA) replays each step as a captured CUDA graph (`StepRunner`):
-    the same kernels on the same tensors, launched at once instead of one by one.
+    Returns
+    -------
+    GroupResult
+        The parameters at each model's best checkpoint and the curves [checkpoints, G].
     """
     params = GroupParams(tasks, device)
     data = GroupData([(t.codes, t.targets, t.weights, t.origin) for t in tasks], params.m, device)

@@ -60,10 +60,24 @@ class GroupParams:
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor,
                 dropout_keep: torch.Tensor | None = None, ragged: bool | None = None) -> torch.Tensor:
-        """Scores [G, B] for padded codes [G, B, Lp] with valid position counts [G, B].
+        """Each model's scores of its own batch.
 
-        `ragged` says whether some sequence is shorter than the padding allows (its positions
-        past its end are masked); None finds out from `positions`, one host-device sync.
+        Parameters
+        ----------
+        codes : torch.Tensor, shape (G, B, Lp)
+            Padded codes (`pad_batch`).
+        positions : torch.Tensor, shape (G, B)
+            Each sequence's number of detector positions.
+        dropout_keep : torch.Tensor, shape (G, B, nf), optional
+            Scale of each pooled feature (0 drops it); None: no dropout.
+        ragged : bool, optional
+            Whether some sequence is shorter than the padding allows (its positions past its
+            end are masked); None finds out from `positions`, one host-device sync.
+
+        Returns
+        -------
+        torch.Tensor, shape (G, B)
+            The better strand's score (the forward strand's for models without reverse complement).
 
         The convolution over every position runs without autograd, from tables of each
         k-mer's response to each block of k = 3 detector rows (one table row added per
@@ -226,7 +240,8 @@ def _active_sums(codes: torch.Tensor, w_bj: torch.Tensor, thr: torch.Tensor, val
 
 def pick_models(which: torch.Tensor, new: dict[str, torch.Tensor],
                 old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per model (bool [G]), the tensors of `new` where `which`, else those of `old`."""
+    """Per model, the tensors of `new` where `which` [G] (bool) is true, else those of `old`
+    (tensors [G, ...] under the same names)."""
     out = {}
     for k, v in old.items():
         shape = (v.shape[0],) + (1,) * (v.dim() - 1)

@@ -27,10 +27,25 @@ def _mix_int(z: int) -> int:
 
 
 def uniform(seeds: torch.Tensor, stream: int, step: int | torch.Tensor, n: int) -> torch.Tensor:
-    """[G, n] uniforms in [0, 1), a pure function of (model seed, stream, step, index).
+    """Uniforms in [0, 1), a pure function of (model seed, stream, step, index).
 
     Counter-based, so a model draws the same numbers whether it trains alone or in a bank,
-    on any device. `step` is a Python int, or an int64 scalar on the device (a captured step).
+    on any device.
+
+    Parameters
+    ----------
+    seeds : torch.Tensor, shape (G,)
+        Each model's seed (int64).
+    stream : int
+        Which stream (1: batch rows, 2: dropout masks).
+    step : int or torch.Tensor
+        The step: a Python int, or an int64 scalar on the device (a captured step).
+    n : int
+        Numbers per model.
+
+    Returns
+    -------
+    torch.Tensor, shape (G, n)
     """
     idx = torch.arange(n, device=seeds.device, dtype=torch.int64)
     mixed = _mix_int(step) if isinstance(step, int) else _mix(step)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from dbtools import __version__
-from dbtools.io.atomic import check_writable
 from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.io.atomic import check_writable
+from dbtools.io.encode import encode_all
 from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.train.datasets import balance_weights, cap_negatives, read_dataset
-from dbtools.io.encode import encode_all
-from dbtools.errors import DbtoolsError, UsageError
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
 from dbtools.train.loop import GroupResult
 from dbtools.train.runs import Runs

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from dbtools import __version__
-from dbtools.io.atomic import atomic_path, check_writable
 from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
-from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.train.datasets import balance_weights, split_by_origin
+from dbtools.io.atomic import atomic_path, check_writable
 from dbtools.train.bank_training import DataOptions, ModelSpec, Prepared, RunOptions, prepare, validation_set
+from dbtools.train.checkpoints import Checkpoints, fingerprint
+from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
 from dbtools.train.runs import Runs
 from dbtools.train.schedule import Schedule
@@ -150,7 +150,7 @@ def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protoc
     return proteins
 
 
-def _runs(keys: list[tuple], positions: int, batch: int) -> list[list[int]]:
+def _budgeted_groups(keys: list[tuple], positions: int, batch: int) -> list[list[int]]:
     """Indices of models grouped by architecture, each group split to fit RUN_BUDGET."""
     per_model = batch * positions * 2 * DETECTORS * 2  # activations and their one-hot input, both strands
     cap = max(1, RUN_BUDGET // per_model)
@@ -165,7 +165,7 @@ def _train_runs(runs: Runs, stage: str, tasks: list[Task], vals: list, steps: in
     """Train `tasks` in as few batched runs as the budget allows; per task (run result, index)."""
     longest = max(max(len(c) for c in t.codes) for t in tasks)
     m = max(t.hyper.detector_len for t in tasks)
-    groups = _runs([group_key(t.hyper) for t in tasks], longest + m - 1, batch)
+    groups = _budgeted_groups([group_key(t.hyper) for t in tasks], longest + m - 1, batch)
     out = {}
     for r, members in enumerate(groups):
         result = runs.train(f"{stage}{r}", f"{stage} {r + 1}/{len(groups)}: {len(members)} models",

@@ -14,7 +14,8 @@ from dbtools.io import bigwig
 from dbtools.io.bigwig import BigWigWriter, write_runs
 from dbtools.io.tracks import write_bigwig
 
-HEADER = [("chr1", 400_000), ("chrM", 16_569), ("chr2", 300_000), ("chr10", 90_000), ("chrUn", 5_000)]
+HEADER = [("chr1", 400_000), ("chrM", 16_569), ("chr2", 300_000), ("chr10", 90_000), ("chrUn", 5_000),
+          ("chr3", 60_000)]
 
 
 def walk(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -23,8 +24,8 @@ def walk(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def make_runs(seed: int = 0) -> list[tuple[str, int, int, np.ndarray]]:
     """(chrom, first, step, values) in header order: long runs, N-like gaps, sparse stretches
-    (many short runs: bedGraph sections), steps 1, 10 and 50, starts off the step grid, a contig
-    in several runs, contigs without data (chrM, chrUn)."""
+    (many short runs: bedGraph sections), steps 1, 10, 50 and 3, starts off the step grid, a
+    contig in several runs, contigs without data (chrM, chrUn)."""
     rng = np.random.default_rng(seed)
     a = walk(rng, 250_000)
     a[20_000:23_500] = np.nan  # a gap
@@ -37,7 +38,11 @@ def make_runs(seed: int = 0) -> list[tuple[str, int, int, np.ndarray]]:
     c[rng.random(8_000) < 0.05] = np.nan
     d = walk(rng, 1_700)  # step 50, first base 3
     d[900:950] = np.nan
-    return [("chr1", 1_000, 1, a), ("chr1", 300_000, 1, b), ("chr2", 7, 10, c), ("chr10", 3, 50, d)]
+    e = walk(rng, 19_000)  # step 3, first base 2: runs of ~20 values between gaps of 1-4
+    for k in np.flatnonzero(rng.random(19_000) < 0.05):
+        e[k:k + rng.integers(1, 5)] = np.nan
+    return [("chr1", 1_000, 1, a), ("chr1", 300_000, 1, b), ("chr2", 7, 10, c), ("chr10", 3, 50, d),
+            ("chr3", 2, 3, e)]
 
 
 def expected(header, runs) -> dict[str, np.ndarray]:
@@ -178,7 +183,8 @@ def test_bytes_do_not_depend_on_threads_or_chunks(files, tmp_path):
         path = tmp_path / f"c{k}.bw"
         with BigWigWriter(path, HEADER) as w:
             for chrom, first, step, values in runs:
-                cuts = np.unique(np.concatenate([[0, len(values)], rng.integers(0, len(values), 12)]))
+                many = 3000 if chrom == "chr3" else 40  # chr3: pieces of a few values, many all NaN
+                cuts = np.unique(np.concatenate([[0, len(values)], rng.integers(0, len(values), many)]))
                 for i, j in itertools.pairwise(cuts):
                     w.add(chrom, first + int(i) * step, step, values[i:j])
         assert path.read_bytes() == want, k

@@ -328,37 +328,21 @@ def _level0(cid: int, start: int, step: int, vals: np.ndarray, ok: np.ndarray, n
             ) -> _Records:
     """The records of bins [k*r, (k+1)*r) of the contig of the fixedStep items vals[k] on
     [start + k*step, start + (k+1)*step), NaN left out: bases covered, min, max, and sums
-    weighted by the bases of each item in the bin, in float64."""
+    weighted by the bases of each item in the bin, in float64. A bin's sums are the numpy
+    (pairwise) sums of the terms of its finite items in order, whatever path computes them, so
+    they depend on the bin's items alone."""
     n = len(vals)
     aligned = r % step == 0 and start % step == 0  # no item crosses a bin edge
-    if aligned:  # bins are runs of r/step items
+    if aligned and nan_free:  # bins are runs of r/step items
         first_bin = start // r
         j1 = ((first_bin + 1) * r - start) // step
         heads = np.concatenate([[0], np.arange(j1, n, r // step)]) if j1 < n else np.zeros(1, np.int64)
         ends = np.append(heads[1:], n)
-        bins = first_bin + np.arange(len(heads), dtype=np.int64)
-        lo, hi = start + heads * step, start + ends * step
-        if nan_free:
-            s, ss = _sums(vals, step, heads)
-            return _Records(np.full(len(heads), cid, np.int64), bins, lo, hi, (ends - heads) * step,
-                            np.minimum.reduceat(vals, heads), np.maximum.reduceat(vals, heads), s, ss)
-        # NaN as 0 in the sums: a bin holding NaN is always summed this way (aligned items and NaN
-        # stay so whatever the calls), a bin without NaN as on the path above
-        count = np.add.reduceat(ok, heads, dtype=np.int64)
-        s, ss = _sums(np.where(ok, vals, np.float32(0)), step, heads)
-        mn, mx = np.fmin.reduceat(vals, heads), np.fmax.reduceat(vals, heads)
-        bad_lo, bad_hi = ~ok[heads], ~ok[ends - 1]
-        if bad_lo.any() or bad_hi.any():  # tight bounds where a bin starts or ends with NaN
-            finite = np.flatnonzero(ok)
-            if len(finite):
-                k = np.minimum(np.searchsorted(finite, heads[bad_lo]), len(finite) - 1)
-                lo[bad_lo] = start + finite[k] * step
-                k = np.maximum(np.searchsorted(finite, ends[bad_hi]) - 1, 0)
-                hi[bad_hi] = start + (finite[k] + 1) * step
-        keep = np.flatnonzero(count)
-        if len(keep) < len(count):
-            bins, lo, hi, count, mn, mx, s, ss = (x[keep] for x in (bins, lo, hi, count, mn, mx, s, ss))
-        return _Records(np.full(len(bins), cid, np.int64), bins, lo, hi, count * step, mn, mx, s, ss)
+        s, ss = _sums(vals, step, heads)
+        return _Records(np.full(len(heads), cid, np.int64), first_bin + np.arange(len(heads), dtype=np.int64),
+                        start + heads * step, start + ends * step, (ends - heads) * step,
+                        np.minimum.reduceat(vals, heads), np.maximum.reduceat(vals, heads), s, ss)
+    # the finite items (a bin's sums are over its finite items in order, whatever NaN lie between)
     idx = np.arange(n, dtype=np.int64) if nan_free else np.flatnonzero(ok)
     if not len(idx):
         e = np.zeros(0, np.int64)
@@ -736,18 +720,22 @@ class BigWigWriter:
 
     def _summarise(self, start: int, step: int, vals: np.ndarray, ok: np.ndarray, nan_free: bool) -> None:
         """Level-0 records of emitted values. The last bin, while the values may go on in it, is
-        held back as raw values (at most r/step + 1) and summed with the next call's."""
+        held back as raw values (at most r/step + 1) and summed with the next values in it."""
         zc = self._zc
         floor_bin = -1
         if zc is not None:
             self._zc = None
             cid, c_start, c_step, c_vals, c_bin = zc
-            if cid == self._cid and c_step == step and c_start + len(c_vals) * step == start:
-                vals = np.concatenate([c_vals, vals])
+            c_end = c_start + len(c_vals) * c_step
+            r = self._levels[0].reduction
+            if (cid == self._cid and c_step == step and c_end <= start < (c_bin + 1) * r
+                    and (start - c_end) % step == 0):  # goes on in the held back bin (NaN between)
+                gap = np.full((start - c_end) // step, np.nan, np.float32)
+                vals = np.concatenate([c_vals, gap, vals])
                 ok = ~np.isnan(vals)
                 nan_free = bool(ok.all())
                 start, floor_bin = c_start, c_bin
-            else:
+            else:  # the bin is complete
                 self._zoom_batch(cid, c_start, c_step, c_vals, c_bin, final=True)
         self._zoom_batch(self._cid, start, step, vals, floor_bin, final=False, ok=ok, nan_free=nan_free)
 

@@ -333,17 +333,38 @@ def _level0(cid: int, start: int, step: int, vals: np.ndarray, ok: np.ndarray, n
     they depend on the bin's items alone."""
     n = len(vals)
     aligned = r % step == 0 and start % step == 0  # no item crosses a bin edge
-    if aligned and nan_free:  # bins are runs of r/step items
+    if aligned:  # bins are runs of r/step items
         first_bin = start // r
         j1 = ((first_bin + 1) * r - start) // step
         heads = np.concatenate([[0], np.arange(j1, n, r // step)]) if j1 < n else np.zeros(1, np.int64)
         ends = np.append(heads[1:], n)
-        s, ss = _sums(vals, step, heads)
-        return _Records(np.full(len(heads), cid, np.int64), first_bin + np.arange(len(heads), dtype=np.int64),
-                        start + heads * step, start + ends * step, (ends - heads) * step,
-                        np.minimum.reduceat(vals, heads), np.maximum.reduceat(vals, heads), s, ss)
+        holes = None if nan_free else np.add.reduceat(~ok, heads, dtype=np.int64)  # NaN in each bin
+        dirty = None if nan_free else np.flatnonzero(holes)
+        if nan_free or 4 * len(dirty) <= len(heads):  # (almost) all bins whole runs of values
+            s, ss = _sums(vals, step, heads)
+            rec = _Records(np.full(len(heads), cid, np.int64), first_bin + np.arange(len(heads), dtype=np.int64),
+                           start + heads * step, start + ends * step, (ends - heads) * step,
+                           np.minimum.reduceat(vals, heads), np.maximum.reduceat(vals, heads), s, ss)
+            if nan_free or not len(dirty):
+                return rec
+            # the bins holding NaN again, from their finite items
+            sizes = ends[dirty] - heads[dirty]
+            idx = np.repeat(heads[dirty] - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+            sub = _items(cid, start, step, vals, idx[ok[idx]], r, aligned)
+            at = sub.bin - first_bin
+            for f in ("lo", "hi", "count", "min", "max", "sum", "sumsq"):
+                getattr(rec, f)[at] = getattr(sub, f)
+            keep = holes == 0
+            keep[at] = True
+            return rec.take(keep)
     # the finite items (a bin's sums are over its finite items in order, whatever NaN lie between)
-    idx = np.arange(n, dtype=np.int64) if nan_free else np.flatnonzero(ok)
+    return _items(cid, start, step, vals, np.arange(n, dtype=np.int64) if nan_free else np.flatnonzero(ok), r,
+                  aligned)
+
+
+def _items(cid: int, start: int, step: int, vals: np.ndarray, idx: np.ndarray, r: int, aligned: bool
+           ) -> _Records:
+    """_level0's records from the items vals[idx] (finite, in order)."""
     if not len(idx):
         e = np.zeros(0, np.int64)
         return _Records(e, e, e, e, e, vals[:0], vals[:0], e.astype(np.float64), e.astype(np.float64))

@@ -13,7 +13,6 @@ from rich.table import Table
 from dbtools.train.calibrate import QUICK, Protocol, calibrate_to_files
 from dbtools.device import resolve_device
 from dbtools.train.interrupt import StopRequest
-from dbtools.train.datasets import MAX_SHUFFLES, SHUFFLE_ROWS
 from dbtools.train.bank_training import DataOptions, specs_from_args
 from dbtools.train.hyper import Hyper
 from dbtools.train.schedule import parse_detector_lens
@@ -33,18 +32,14 @@ def calibrate(
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="TSV of proteins (as for `dbtools train`); a hyperparameters cell fixes those values "
                        "instead of sampling them.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = DataOptions.fmt,
+    fmt: options.DataFormat = DataOptions.fmt,
     task: Annotated[str, typer.Option("--task", help="auto|classification|regression")] = "auto",
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST of each file (1:500 = fold A).")] = None,
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives", help="shuffle (default), flank (BED input) or a FASTA of negatives.")] = None,
-    shuffles: Annotated[Optional[int], typer.Option(
-        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about "
-                                  f"{SHUFFLE_ROWS:,} in all, 1 to {MAX_SHUFFLES} per positive; the original "
-                                  "DeepBind filled 100,000 rows].")] = None,
-    genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
-    length: Annotated[int, typer.Option(
-        "--length", min=1, help="Window length around BED peaks.")] = DataOptions.length,
+    shuffles: options.Shuffles = None,
+    genome: options.BedGenome = None,
+    length: options.PeakLength = DataOptions.length,
     trials: Annotated[Optional[int], typer.Option(
         "--trials", help=f"Random hyperparameter sets [{Protocol.trials}].")] = None,
     folds: Annotated[Optional[int], typer.Option(

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from dbtools.device import CHOICES as DEVICE_CHOICES
+from dbtools.train.datasets import FORMATS as DATA_FORMATS
+from dbtools.train.datasets import MAX_SHUFFLES, SHUFFLE_ROWS
 
 
 def choices(kind: type[enum.Enum]) -> str:
@@ -40,3 +42,15 @@ WindowSize = Annotated[
 Average = Annotated[
     bool, typer.Option("--average", help="Average over windows instead of max: sum of window scores / length."),
 ]
+
+# training data (`dbtools train`, `dbtools calibrate`)
+DataFormat = Annotated[str, typer.Option("--format", metavar="|".join(DATA_FORMATS),
+                                         help="Format of the training files (auto: from the name and content).")]
+Shuffles = Annotated[
+    Optional[int],
+    typer.Option("--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about "
+                                           f"{SHUFFLE_ROWS:,} in all, 1 to {MAX_SHUFFLES} per positive; the "
+                                           "original DeepBind filled 100,000 rows]."),
+]
+BedGenome = Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")]
+PeakLength = Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")]

@@ -11,7 +11,6 @@ from dbtools.device import resolve_device
 from dbtools.errors import UsageError
 from dbtools.train.interrupt import StopRequest
 from dbtools.train.calibrate import train_from_calibration
-from dbtools.train.datasets import MAX_SHUFFLES, SHUFFLE_ROWS
 from dbtools.train.bank_training import DataOptions, RunOptions, specs_from_args, train_to_file
 from dbtools.train.hyper import CLASSIFICATION_RATE, REGRESSION_RATE, Hyper
 from dbtools.train.schedule import parse_detector_lens
@@ -28,7 +27,7 @@ def train(
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="TSV of models to train together: id, train, and optionally protein, task, "
                        "validation, rows, hyperparameters (key=value;key=value).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto|deepbind|tsv|fasta|bed")] = DataOptions.fmt,
+    fmt: options.DataFormat = DataOptions.fmt,
     task: Annotated[str, typer.Option("--task", help="auto|classification|regression (auto: 0/1 targets "
                                                      "mean classification).")] = "auto",
     rows: Annotated[Optional[str], typer.Option("--rows", help="Rows FIRST:LAST (1-based, inclusive) of each "
@@ -37,13 +36,9 @@ def train(
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives", help="Negatives for positives-only data: shuffle (dinucleotide shuffles, the default), "
                             "flank (BED input: genomic windows 1 kb beside each peak) or a FASTA file.")] = None,
-    shuffles: Annotated[Optional[int], typer.Option(
-        "--shuffles", min=1, help="Dinucleotide shuffles per positive as negatives [auto: about "
-                                  f"{SHUFFLE_ROWS:,} in all, 1 to {MAX_SHUFFLES} per positive; the original "
-                                  "DeepBind filled 100,000 rows].")] = None,
-    genome: Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")] = None,
-    length: Annotated[int, typer.Option(
-        "--length", min=1, help="Window length around BED peaks.")] = DataOptions.length,
+    shuffles: options.Shuffles = None,
+    genome: options.BedGenome = None,
+    length: options.PeakLength = DataOptions.length,
     steps: Annotated[int, typer.Option("--steps", min=1, help="SGD steps per model.")] = RunOptions.steps,
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", min=1, help="Validate (and maybe keep) every N steps.")] = RunOptions.checkpoint_every,

@@ -350,3 +350,38 @@ def test_cli_scan_in_reduced_precision_warns_on_the_cpu(tmp_path, small_genome):
     assert len(proc.stdout.splitlines()) > 10
     proc = dbtools("scan", str(fa), "-m", "D00328.003", "--precision", "fp8", "--device", "cpu")
     assert_one_line_error(proc, 2, "--precision 'fp8'", "fp32")
+
+
+@pytest.mark.parametrize("step", [1, 10])
+def test_bigwigs_hold_the_bedgraph_values_contigs_in_fasta_order_with_zoom_levels(tmp_path, small_genome, bank, step):
+    """Every BigWig value equals the bedGraph's (float32 of the printed value, to its 6 decimals)
+    and `dbtools score` of sampled windows; contigs in the FASTA's order; zoom levels present."""
+    fa, parts = small_genome
+    bw_dir, bg_dir = tmp_path / "bw", tmp_path / "bg"
+    _scan(tmp_path, fa, out_dir=str(bw_dir), options=ScanOptions(step=step))
+    _scan(tmp_path, fa, out_dir=str(bg_dir), options=ScanOptions(step=step, fmt="bedgraph"))
+    sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
+    engine = BankEngine(sub)
+    for j, model_id in enumerate(sub.ids):
+        bw = pyBigWig.open(str(bw_dir / f"{model_id}.bw"))
+        assert list(bw.chroms()) == list(parts)  # the FASTA's order
+        assert bw.header()["nLevels"] >= 1
+        rows = [line.split("\t") for line in (bg_dir / f"{model_id}.bedGraph").read_text().splitlines()]
+        assert rows
+        for contig in parts:
+            mine = [(int(s), int(e), float(v)) for c, s, e, v in rows if c == contig]
+            got = bw.intervals(contig) or ()
+            assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in mine]
+            np.testing.assert_allclose([v for _, _, v in got], [v for _, _, v in mine], rtol=0, atol=5e-7)
+            # sampled windows against `dbtools score` of their sequence
+            codes = encode(parts[contig])
+            n = (len(codes) - 101) // step + 1
+            for k in np.linspace(0, n - 1, 5).astype(int).tolist():
+                window = codes[k * step:k * step + 101]
+                at = k * step + track_offset(101, step)
+                if (window == 4).all():  # an all-N window is a gap
+                    assert np.isnan(bw.values(contig, at, at + 1)[0])
+                    continue
+                want = score_codes(engine, [window], ScoreOptions())[0, j]
+                assert bw.values(contig, at, at + 1)[0] == pytest.approx(float(want), abs=1e-4)
+        bw.close()

@@ -1,11 +1,11 @@
-# One command each: `make test` installs everything into .venv and runs the tests;
+# One command each: `make test` installs everything (.venv, and bcftools where apt can) and runs the tests;
 # `make demo` installs and runs the demo on the data shipped in demo/.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of PyTorch (on a GPU machine: make TORCH_SPEC=torch ...)
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test demo bench clean
+.PHONY: install tools test demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# command-line tools some tests compare with (bcftools), from Debian's packages when missing
+tools:
+	@command -v bcftools >/dev/null || apt-get install -y -q bcftools >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bcftools >/dev/null 2>&1; } || \
+	  echo "bcftools could not be installed: the test that compares with it is skipped" >&2
+
+test: tools install
 	$(VENV)/bin/pytest -q
 
 demo: install

@@ -54,3 +54,9 @@ Shuffles = Annotated[
 ]
 BedGenome = Annotated[Optional[str], typer.Option("--genome", help="Genome FASTA for BED input.")]
 PeakLength = Annotated[int, typer.Option("--length", min=1, help="Window length around BED peaks.")]
+Threads = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, metavar="N",
+                 help="CPU threads for scoring and for writing files (default: the CPUs this process may "
+                      "use, e.g. a Slurm allocation)."),
+]

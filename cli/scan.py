@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
 
+import torch
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dbtools.device import resolve_device
+from dbtools.parallel import cpu_count
 from dbtools.scan.run import Precision, ScanOptions, TrackFormat, assemble, parse_shard
 from dbtools.scan.run import scan as run_scan
 from dbtools.score import ScoreOptions
@@ -94,6 +96,7 @@ def scan(
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Scoring windows per engine step (default: sized to the "
                                                  "device's memory budget).")] = None,
+    threads: options.Threads = None,
 ) -> None:
     """Scan a genome (or BED regions) with every selected model: binding tracks as BigWig, bedGraph or BED.
 
@@ -103,6 +106,7 @@ def scan(
 
     Example: dbtools scan hg19.fa -m CTCF --step 10 --out-dir ctcf_tracks
     """
+    torch.set_num_threads(cpu_count(threads))
     summary = None
     with _contig_bars() as update:
         summary = run_scan(
@@ -111,7 +115,7 @@ def scan(
                                 scoring=ScoreOptions(window_size=window_size, average=average),
                                 threshold=threshold, fmt=fmt.lower()),
             out_dir=out_dir, stdout=sys.stdout, device=resolve_device(device), precision=precision.lower(),
-            chunk_size=chunk_size, batch_windows=batch_size, resume=resume, shard=parse_shard(shard),
+            chunk_size=chunk_size, batch_windows=batch_size, resume=resume, shard=parse_shard(shard), threads=threads,
             warn=_warn, progress=update,
         )
     if out_dir is not None:
@@ -124,10 +128,11 @@ def scan(
 
 def merge_tracks(
     out_dir: Annotated[str, typer.Argument(metavar="DIR", help="The --out-dir the shards of one scan wrote to.")],
+    threads: options.Threads = None,
 ) -> None:
     """Write the tracks of a scan run as shards (`dbtools scan --shard i/n --out-dir DIR`).
 
     Example: dbtools merge-tracks ctcf_tracks
     """
-    outputs = assemble(out_dir)
+    outputs = assemble(out_dir, threads)
     stderr.print(f"wrote {len(outputs)} file(s) in {out_dir}", highlight=False)

@@ -8,6 +8,7 @@ inside operations). Results are identical: every step writes its own slice of th
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,12 @@ from typing import TypeVar
 import torch
 
 T = TypeVar("T")
+
+
+def cpu_count(requested: int | None = None) -> int:
+    """Threads to use: `requested` (--threads), else the CPUs this process may run on (a Slurm
+    allocation or taskset, as os.sched_getaffinity reports them)."""
+    return requested or len(os.sched_getaffinity(0))
 _lock = threading.Lock()
 
 

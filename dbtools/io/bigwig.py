@@ -11,7 +11,7 @@ Values are stored as float32 exactly as given (float64 input is rounded to float
 The layout follows UCSC's bedGraphToBigWig / bbiWrite (Kent et al. 2010): the 64-byte header,
 the zoom headers, the total summary, the chromosome B+ tree, the data (zlib-compressed sections
 of at most 1024 items: fixedStep for runs of at least `MIN_FIXED_RUN` values, bedGraph records
-for shorter runs), the data's R-tree (blockSize 256, nodes padded as UCSC pads them), then each
+for shorter runs), the data's R-tree (blockSize 256, or the item count when smaller; nodes padded as UCSC pads them), then each
 zoom level's records (1024 a section, compressed) and R-tree, and the signature again at the end.
 
 Zoom levels: the first at 16x the item span (the span of the first `add`, at least 10 bases),
@@ -28,11 +28,11 @@ beside the output) until close copies them in; what stays in memory is one 32-by
 a section (~1024 values), the last partial section of each level and at most 65536 values held
 back between calls.
 
-Speed: data sections are deflated with zlib's Huffman-only strategy by default (`level=None`):
-float32 data gains next to nothing from LZ77 matching (a random walk: 6.41 MB for 2 M values
-against 6.40 MB at zlib level 1 or 6) and Huffman alone takes ~0.6x the time of level 1
-(level 6 is no faster than 1 on such data); zoom sections, whose integer fields LZ77 does find,
-use level 1 (level 6: 0.3% smaller, 2.6x slower). zlib releases the GIL while it compresses;
+Speed: data sections are deflated at zlib level 1 by default (`DATA_LEVEL`): scan tracks repeat
+values over runs of windows (a sliding max), which LZ77 finds (300 kbp of a real chr20 track:
+364 kB at level 1, 922 kB with Huffman alone (`level=None`), 359 kB at level 6, 246 kB from
+pyBigWig's larger blocks); on random-walk data Huffman alone is as small and ~0.6x the time.
+Zoom sections also use level 1 (level 6: 0.3% smaller, 2.6x slower). zlib releases the GIL while it compresses;
 with `threads > 1` sections are compressed in a thread pool while the caller goes on.
 
 The file's bytes do not depend on `threads`, nor on how a contiguous run of values is cut into
@@ -67,6 +67,7 @@ BLOCK_SIZE = 256  # children per R-tree / B+ tree node (UCSC's default)
 MAX_ZOOM_LEVELS = 10
 ZOOM_INCREMENT = 4
 MIN_FIXED_RUN = 16  # runs of at least this many values are fixedStep sections, shorter ones bedGraph records
+DATA_LEVEL = 1  # zlib level of data sections (None: Huffman only)
 ZOOM_LEVEL = 1  # zlib level of zoom sections: LZ77 finds their integer fields (level 6: 0.3% smaller, 2.6x slower)
 
 _PENDING_MAX = 1 << 16  # at most this many values held back between calls (see BigWigWriter._cut)
@@ -400,9 +401,9 @@ def _items(cid: int, start: int, step: int, vals: np.ndarray, idx: np.ndarray, r
 def _rtree(entries: np.ndarray, at: int, end_of_data: int, items_per_slot: int) -> bytes:
     """A cirTree (R-tree) index of `entries` (_LEAF_ITEM, sorted) starting at file offset `at`,
     laid out as UCSC's cirTreeFileBulkIndexToOpenFile lays it out: root first, leaves last,
-    every node padded to BLOCK_SIZE items."""
+    every node padded to the tree's block size."""
     n = len(entries)
-    bs = BLOCK_SIZE
+    bs = min(BLOCK_SIZE, max(n, 1))  # a small tree in one unpadded node (readers take blockSize from its header)
     # bottom-up: node counts and each node's first/last entry
     counts = [max(1, -(-n // bs))]
     while counts[-1] > 1:
@@ -505,7 +506,7 @@ class BigWigWriter:
     """
 
     def __init__(self, path: str | os.PathLike, header: Iterable[tuple[str, int]], zoom_levels: int = 10,
-                 threads: int = 1, level: int | None = None):
+                 threads: int = 1, level: int | None = DATA_LEVEL):
         header = [(str(c), int(n)) for c, n in header]
         if not header:
             raise ValueError("a BigWig needs at least one contig in its header")

@@ -1,4 +1,4 @@
-"""Track writers: BigWig (pyBigWig), bedGraph and BED lines, from runs of window values.
+"""Track writers: BigWig (`bigwig.BigWigWriter`), bedGraph and BED lines, from runs of window values.
 
 A run is (chrom, first, step, values): values[k] describes bases [first + k*step, first + (k+1)*step)
 (values: an array, or a lazy reader that np.asarray turns into one); NaN values are gaps and
@@ -14,38 +14,18 @@ from collections.abc import Iterable
 import numpy as np
 
 from dbtools.io.atomic import atomic_path
+from dbtools.io.bigwig import write_runs
 from dbtools.io.text_columns import constant_column, fixed_column, int_column, lines, text_column
 
 Run = tuple[str, int, int, np.ndarray]
 _BLOCK = 1 << 20  # values converted and added at a time
 
 
-def finite_runs(values: np.ndarray) -> list[tuple[int, int]]:
-    """[a, b) index ranges of consecutive non-NaN values."""
-    ok = ~np.isnan(values)
-    if not ok.any():
-        return []
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], ok, [False]]).astype(np.int8)))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
 def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: Iterable[Run]) -> None:
     """One BigWig with the contigs of `header` (in that order) and the runs' values, which must
     come in header order and increasing positions. Zoom levels are built so browsers open it fast."""
-    import pyBigWig
-
     with atomic_path(path, ".bw") as tmp:
-        bw = pyBigWig.open(str(tmp), "w")
-        try:
-            bw.addHeader([(c, int(n)) for c, n in header], maxZooms=10)
-            for chrom, first, step, values in runs:
-                for c in range(0, len(values), _BLOCK):  # a block at a time: bounded memory for long contigs
-                    block = np.asarray(values[c:c + _BLOCK], dtype=np.float64)
-                    for a, b in finite_runs(block):
-                        bw.addEntries(chrom, int(first + (c + a) * step), values=block[a:b],
-                                      span=int(step), step=int(step))
-        finally:
-            bw.close()
+        write_runs(tmp, [(c, int(n)) for c, n in header], runs, chunk=_BLOCK)
 
 
 def bedgraph_text(chrom: str, first: int, step: int, values: np.ndarray) -> str:

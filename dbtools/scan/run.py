@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +33,7 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
 from dbtools.io.regions import read_regions
+from dbtools.parallel import cpu_count
 from dbtools.scan.parts import PartStore
 from dbtools.engine.windows import window_count, window_values
 from dbtools.engine.options import ScoreOptions
@@ -194,7 +196,8 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
          bank: str | None, models: list[str] | None, options: ScanOptions, out_dir: str | None,
          stdout: TextIO, device: torch.device | str = "cpu", precision: str = "fp32",
          chunk_size: int | None = None, batch_windows: int | None = None, resume: bool = False,
-         shard: tuple[int, int] = (1, 1), warn: Callable[[str], None] = lambda s: None,
+         shard: tuple[int, int] = (1, 1), threads: int | None = None,
+         warn: Callable[[str], None] = lambda s: None,
          progress: Callable[[str, int, int], None] | None = None) -> ScanSummary:
     """Scan the planned regions with the selected models and write the tracks.
 
@@ -208,6 +211,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
     device, precision : where and in which arithmetic the windowed pass runs
     chunk_size, batch_windows : bases per chunk, scoring windows per engine step
     resume, shard : skip contigs already complete; scan shard i of n (contigs split by size)
+    threads : tracks written side by side (default: the CPUs this process may use)
     warn, progress : callbacks; `progress(contig, bases_done, contig_bases)` after each chunk
 
     Returns
@@ -250,7 +254,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
             done_contigs += 1
             bases += total
         assembled = store is not None and shard[1] == 1
-        outputs = assemble(out_dir) if assembled else []
+        outputs = assemble(out_dir, threads) if assembled else []
     return ScanSummary(contigs=done_contigs, skipped=skipped, bases=bases, models=len(selected),
                        outputs=outputs, assembled=assembled)
 
@@ -354,8 +358,9 @@ def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], e
         before += b - a
 
 
-def assemble(out_dir: str | os.PathLike) -> list[str]:
-    """Turn a complete part store into the final tracks and remove it (`dbtools merge-tracks`).
+def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str]:
+    """Turn a complete part store into the final tracks and remove it (`dbtools merge-tracks`),
+    `threads` tracks at a time (default: the CPUs this process may use).
 
     Every contig of the scan must be complete; the error lists those that are not.
     """
@@ -372,7 +377,7 @@ def assemble(out_dir: str | os.PathLike) -> list[str]:
                            "(run the remaining shards, or the scan with --resume)")
     step, fmt, ids, windows = sig["step"], sig["format"], sig["models"], sig["windows"]
     out = Path(out_dir)
-    outputs = []
+    outputs: list[str] = []
     if fmt == "bed":
         path = out / "hits.bed"
         with atomic_path(path) as tmp, open(tmp, "w") as fh:
@@ -382,19 +387,21 @@ def assemble(out_dir: str | os.PathLike) -> list[str]:
                         fh.write(block)
         outputs.append(str(path))
     else:
-        for j, model_id in enumerate(ids):
-            w = windows[j]
-            runs = _runs(store, sig["contigs"], index, j, w, step)
+        def write(j: int) -> str:  # one model's track; the tracks are written side by side
+            runs = _runs(store, sig["contigs"], index, j, windows[j], step)
             if fmt == "bigwig":
-                path = out / f"{track_file_name(model_id)}.bw"
+                path = out / f"{track_file_name(ids[j])}.bw"
                 write_bigwig(path, header, runs)
             else:
-                path = out / f"{track_file_name(model_id)}.bedGraph"
+                path = out / f"{track_file_name(ids[j])}.bedGraph"
                 with atomic_path(path) as tmp, open(tmp, "w") as fh:
                     for contig, first, s, values in runs:
                         for k0 in range(0, len(values), 1 << 20):
                             fh.write(bedgraph_text(contig, first + k0 * s, s, np.asarray(values[k0:k0 + (1 << 20)])))
-            outputs.append(str(path))
+            return str(path)
+
+        with ThreadPoolExecutor(min(cpu_count(threads), len(ids))) as pool:
+            outputs = list(pool.map(write, range(len(ids))))
     store.remove()
     return outputs
 

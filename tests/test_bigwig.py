@@ -307,15 +307,12 @@ def test_bad_calls(tmp_path):
     v = np.zeros(10, np.float32)
     with BigWigWriter(tmp_path / "a.bw", HEADER) as w:
         w.add("chr2", 0, 1, v)
-        with pytest.raises(ValueError, match="header order"):
-            w.add("chr1", 0, 1, v)
-        with pytest.raises(ValueError, match="positions must increase"):
-            w.add("chr2", 5, 1, v)
-        with pytest.raises(ValueError, match="past the contig's end"):
-            w.add("chr2", 299_995, 1, v)
-        with pytest.raises(ValueError, match="not in the BigWig's header"):
-            w.add("chrZ", 0, 1, v)
-        with pytest.raises(ValueError, match="step"):
-            w.add("chr2", 100, 0, v)
+        for (chrom, start, step), message in ((("chr1", 0, 1), "header order"),
+                                              (("chr2", 5, 1), "positions must increase"),
+                                              (("chr2", 299_995, 1), "past the contig's end"),
+                                              (("chrZ", 0, 1), "not in the BigWig's header"),
+                                              (("chr2", 100, 0), "step")):
+            with pytest.raises(ValueError, match=message):
+                w.add(chrom, start, step, v)
     with pytest.raises(ValueError, match="unique"):
         BigWigWriter(tmp_path / "b.bw", [("a", 10), ("a", 20)])

@@ -385,3 +385,19 @@ def test_bigwigs_hold_the_bedgraph_values_contigs_in_fasta_order_with_zoom_level
                 want = score_codes(engine, [window], ScoreOptions())[0, j]
                 assert bw.values(contig, at, at + 1)[0] == pytest.approx(float(want), abs=1e-4)
         bw.close()
+
+
+def test_tracks_written_side_by_side_get_the_umask_and_leave_it_as_it_was(tmp_path, small_genome):
+    import os
+    import stat
+
+    fa, _ = small_genome
+    old = os.umask(0o027)
+    try:
+        summary = _scan(tmp_path, fa, threads=2)
+        assert os.umask(0o027) == 0o027  # still the process's umask
+    finally:
+        os.umask(old)
+    assert len(summary.outputs) == 2
+    for path in summary.outputs:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from dbtools.errors import DbtoolsError
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: a lock, as tracks are written in threads)."""
+    with _umask_lock:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -48,9 +60,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         if tmp.exists():
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -15,6 +15,7 @@ SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "demo"
 START, END = 61_000_000, 62_000_000  # 0-based half-open slice of hs37d5 chromosome 20
 CONTIG = "20_61M"
+DEEPBIND_IDS = ("D00328.003", "D00409.004")  # a CTCF SELEX and a GABPA ChIP-seq model
 
 
 def main() -> None:
@@ -71,6 +72,16 @@ def main() -> None:
             _, _, seq, bound = line.rstrip("\n").split("\t")
             seqs.write(seq + "\n")
             labels.write(bound + "\n")
+
+    # two original DeepBind models as the release ships them, for `dbtools import-deepbind`
+    src = SHARED / "deepbind_db"
+    (OUT / "deepbind" / "params").mkdir(parents=True, exist_ok=True)
+    with open(src / "db.tsv", encoding="utf-8") as fh, open(OUT / "deepbind" / "db.tsv", "w", encoding="utf-8") as dst:
+        for line in fh:
+            if line.startswith(("#", "ID\t")) or line.split("\t", 1)[0] in DEEPBIND_IDS:
+                dst.write(line)
+    for model in DEEPBIND_IDS:
+        (OUT / "deepbind" / "params" / f"{model}.txt").write_bytes((src / "params" / f"{model}.txt").read_bytes())
 
 
 if __name__ == "__main__":

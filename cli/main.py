@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from dbtools import __version__
 from dbtools.errors import DbtoolsError
 
 from . import bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect, vcf
-from .errors import report
+from .errors import ClickException, StdoutClosed, report, report_click, stdout_closed
+
+
+class _Commands(TyperGroup):
+    """The top group; a closed stdout leaves a command as StdoutClosed, which click's own
+    EPIPE handler (exit 1) does not catch."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="dbtools",
     help="DeepBind models, batched: score sequences, scan genomes, score variants, train banks.",
     no_args_is_help=True,
@@ -53,19 +66,24 @@ app.add_typer(vcf.app, name="vcf")
 
 
 def run() -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    """Console entry point: user errors become one line on stderr and a non-zero exit; a closed
+    stdout (`| head`) exits 141 in silence."""
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="dbtools")
+        sys.stdout.flush()  # inside the try: a closed pipe found by the last flush is still 141
     except DbtoolsError as e:
-        sys.exit(report(e))
-    except BrokenPipeError:
-        # downstream closed the pipe (e.g. `| head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
+        code = report(e)
+    except ClickException as e:
+        code = report_click(e)
+    except (StdoutClosed, BrokenPipeError):
+        code = stdout_closed()
+    except typer.Abort:
+        print("dbtools: error: aborted", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         print("dbtools: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ ambiguity letters=4); PAD=5 marks positions outside a sequence (encoded as all 0
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import torch
@@ -21,6 +22,15 @@ for _letters, _code in (("A", A), ("C", C), ("G", G), ("TU", T), ("NRYSWKMBDHV",
     for _ch in _letters:
         _LUT[ord(_ch)] = _code
         _LUT[ord(_ch.lower())] = _code
+
+_INVALID = re.compile("[^" + "".join(chr(c) for c in np.flatnonzero(_LUT >= 0)) + "]")
+
+
+def first_invalid(text: str) -> int:
+    """Index of the first character of `text` that `encode` rejects, or -1 (a check per line, cheap)."""
+    m = _INVALID.search(text)
+    return m.start() if m else -1
+
 
 # one-hot rows indexed by code: A, C, G, T, N (0.25 each), PAD (zeros)
 ONE_HOT_TABLE = np.array(

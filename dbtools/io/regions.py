@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dbtools.errors import DbtoolsError
-from dbtools.io.sequences import open_text
+from dbtools.io.streams import open_lines
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Region:
 def read_regions(path: str) -> Iterator[Region]:
     """The regions of a BED file (3+ tab- or space-separated columns; header, track and
     browser lines skipped). Malformed lines are errors naming the file and line."""
-    with open_text(path) as fh:
+    with open_lines(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue

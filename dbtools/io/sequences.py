@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from dbtools.errors import DbtoolsError
-
-
-@contextmanager
-def open_text(path: str):
-    """Open `path` for reading text ('-' = stdin; '.gz' or gzip magic = decompressed)."""
-    if path == "-":
-        yield sys.stdin
-        return
-    p = Path(path)
-    if not p.exists():
-        raise DbtoolsError(f"{path}: file not found")
-    if p.is_dir():
-        raise DbtoolsError(f"{path}: is a directory")
-    with open(p, "rb") as raw:
-        magic = raw.read(2)
-    try:
-        if magic == b"\x1f\x8b":
-            fh = io.TextIOWrapper(gzip.open(p, "rb"), encoding="ascii", errors="replace")
-        else:
-            fh = open(p, encoding="ascii", errors="replace")
-    except OSError as e:
-        raise DbtoolsError(f"{path}: cannot open ({e.strerror or e})") from None
-    with fh:
-        yield fh
+from dbtools.io.encode import first_invalid
+from dbtools.io.streams import display_name, open_lines
 
 
 def read_sequences(path: str) -> Iterator[tuple[str, str, bool]]:
@@ -42,8 +15,8 @@ def read_sequences(path: str) -> Iterator[tuple[str, str, bool]]:
     FASTA is recognised by a leading '>'; otherwise every non-blank line is one sequence,
     named by its line number.
     """
-    display = "stdin" if path == "-" else path
-    with open_text(path) as fh:
+    display = display_name(path)
+    with open_lines(path) as fh:
         fasta = None
         name, parts, count = "", [], 0
         for lineno, line in enumerate(fh, 1):
@@ -59,6 +32,10 @@ def read_sequences(path: str) -> Iterator[tuple[str, str, bool]]:
                     count += 1
                     name, parts = line[1:].split()[0] if line[1:].split() else f"record{count}", []
                 else:
+                    bad = first_invalid(line)
+                    if bad >= 0:
+                        raise DbtoolsError(f"{display}: line {lineno} (FASTA record {count}, {name}): "
+                                           f"invalid character {line[bad]!r} at column {bad + 1}")
                     parts.append(line)
             else:
                 count += 1

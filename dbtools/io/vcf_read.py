@@ -8,20 +8,18 @@ first spooled to a temporary file, since htslib reads it by file name.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from dbtools.errors import DbtoolsError
+from dbtools.io.streams import READ_ERRORS, checked_lines, display_name, open_binary, peek, read_error
 
 _BASES = re.compile(r"^[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+$")
 _HEADER_ID = re.compile(r"^##(INFO|FORMAT|FILTER|contig)=<.*?\bID=([^,>]+)")
@@ -153,69 +151,40 @@ def _bcf_records(path: str, name: str) -> tuple[VcfHeader, Iterator[VcfRecord], 
     return header, records(), vf
 
 
-def _magic(stream: BinaryIO) -> bytes:
-    """The first bytes of a buffered stream, left unread."""
-    return stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-
-
 @contextmanager
 def open_vcf(path: str) -> Iterator[tuple[VcfHeader, Iterator[VcfRecord]]]:
     """Open a VCF/BCF file or '-' (stdin); yields (header, records)."""
-    name = "stdin" if path == "-" else path
-    closers: list = []
+    name = display_name(path)
+    if path != "-" and Path(path).exists() and not os.access(path, os.R_OK):
+        raise DbtoolsError(f"{path}: VCF is not a readable file")
     spool = None
+    vf = None
     try:
-        if path == "-":
-            raw: BinaryIO = sys.stdin.buffer
-        else:
-            p = Path(path)
-            if not p.exists():
-                raise DbtoolsError(f"{path}: VCF not found")
-            if p.is_dir() or not os.access(p, os.R_OK):
-                raise DbtoolsError(f"{path}: VCF is not a readable file")
-            raw = open(p, "rb")  # noqa: SIM115 (closed below)
-            closers.append(raw)
-        stream: BinaryIO = raw
-        if _magic(raw)[:2] == b"\x1f\x8b":
-            stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"))
-            closers.append(stream)
-        try:
-            is_bcf = _magic(stream)[:3] == b"BCF"
-        except (OSError, EOFError) as e:
-            raise DbtoolsError(f"{name}: cannot read: {e}") from None
-        if is_bcf:
-            bcf_path = path
-            if path == "-":
-                spool = tempfile.NamedTemporaryFile(prefix="dbtools-stdin-", suffix=".bcf", delete=False)
-                shutil.copyfileobj(stream, spool)  # decompressed: htslib reads plain BCF too
-                spool.close()
-                bcf_path = spool.name
-            header, records, vf = _bcf_records(bcf_path, name)
-            closers.append(vf)
-            yield header, records
-        else:
-            text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-            lines = _checked_lines(text, name)
+        with open_binary(path, "VCF") as stream:
             try:
-                header, records = _text_records(lines, name)
+                is_bcf = peek(stream, 3) == b"BCF"
+            except READ_ERRORS as e:
+                raise read_error(name, e) from None
+            if is_bcf:
+                bcf_path = path
+                if path == "-":
+                    spool = tempfile.NamedTemporaryFile(prefix="dbtools-stdin-", suffix=".bcf", delete=False)
+                    shutil.copyfileobj(stream, spool)  # decompressed: htslib reads plain BCF too
+                    spool.close()
+                    bcf_path = spool.name
+                header, records, vf = _bcf_records(bcf_path, name)
                 yield header, records
-            finally:
-                lines.close()
-                text.detach()  # leave stdin (or the file, closed below) to its owner
+            else:
+                text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+                lines = checked_lines(text, name)
+                try:
+                    header, records = _text_records(lines, name)
+                    yield header, records
+                finally:
+                    lines.close()
+                    text.detach()  # the byte stream stays with open_binary, which closes it
     finally:
-        for c in reversed(closers):
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 (closing after an error must not hide it)
-                pass
+        if vf is not None:
+            vf.close()
         if spool is not None:
             os.unlink(spool.name)
-
-
-def _checked_lines(text: io.TextIOWrapper, name: str) -> Iterator[str]:
-    """Lines of `text`, with a truncated or corrupt gzip stream reported as one clear error."""
-    try:
-        for line in text:  # not `yield from`: closing this generator must not close `text`
-            yield line
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DbtoolsError(f"{name}: cannot read (truncated or corrupt compressed file?): {e}") from None

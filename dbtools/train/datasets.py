@@ -22,7 +22,8 @@ from dbtools.io.encode import encode
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.io.genome import Genome
 from dbtools.io.regions import read_regions
-from dbtools.io.sequences import open_text, read_sequences
+from dbtools.io.sequences import read_sequences
+from dbtools.io.streams import open_lines
 from dbtools.train.shuffle import dinucleotide_shuffle
 
 FORMATS = ("auto", "deepbind", "tsv", "fasta", "bed")
@@ -122,7 +123,7 @@ def detect_format(path: str) -> str:
     name = path.lower().removesuffix(".gz")
     if name.endswith(".bed"):
         return "bed"
-    with open_text(path) as fh:
+    with open_lines(path) as fh:
         first = next((ln.rstrip("\r\n") for ln in fh if ln.strip()), "")
     if not first:
         raise DbtoolsError(f"{path}: empty file")
@@ -150,7 +151,7 @@ def _target(path: str, lineno: int, text: str) -> float:
 
 def _read_table(path: str, fmt: str) -> tuple[list[str], list[float], list[int]]:
     seqs, targets, lines = [], [], []
-    with open_text(path) as fh:
+    with open_lines(path) as fh:
         header = None
         for lineno, line in enumerate(fh, 1):
             line = line.rstrip("\r\n")

@@ -1,0 +1,209 @@
+"""Hostile and unusual input, one row per case: every command fails with one line on stderr and
+the documented exit code (docs/exit-codes.md), and leaves no partial output behind.
+
+Commands run in-process (a subprocess costs seconds of imports); the few cases that need a real
+pipe or signal run `dbtools` in a shell.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import pickle
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CTCF = "D00328.003"
+PEAK = "CGCGCCCCTGGTGGCTCGCGGGGCACTTCTCTGGGACCTGGGTCTGCGAGGGTCTCCAGGAGGCGCCGGGCGTTCGGGACCCAGACAGCGCCAGGGCTTTA"
+SEQS = "".join(PEAK[i:] + PEAK[:i] + "\n" for i in range(0, 100, 2)).encode()  # 50 sequences, 101 bp
+FASTA = b">rec1\nACGTACGT\n>rec2\nACGTAC\nGTA9GG\n"
+
+
+def _contig(n: int, seed: int = 0) -> str:
+    return "".join(np.random.default_rng(seed).choice(list("ACGT"), n))
+
+
+GENOME = f">c1\n{_contig(3000)}\n>c2\n{_contig(500, 1)}\n".encode()
+VCF_HEAD = b"##fileformat=VCFv4.2\n##contig=<ID=c1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
+def gz_truncated(data: bytes) -> bytes:
+    z = gzip.compress(data, mtime=0)
+    return z[: len(z) // 2]
+
+
+def gz_corrupt(data: bytes) -> bytes:
+    z = bytearray(gzip.compress(data, mtime=0))
+    z[10:30] = b"\xff" * 20  # the first deflate block: an invalid block type
+    return bytes(z)
+
+
+# --- banks -------------------------------------------------------------------------------------
+
+def _save(path: Path, ids: list[str] | None = None, edit: Callable | None = None) -> None:
+    """A bank of the shipped models `ids`; `edit(doc, tensors)` changes it before writing."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from dbtools.bank.selection import open_selected
+    from dbtools.bank.store import save_bank
+
+    save_bank(open_selected(None, ids if ids is not None else [CTCF]), path)
+    if edit is None:
+        return
+    with safe_open(str(path), framework="numpy") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    doc = json.loads(meta["dbtools_bank"])
+    edit(doc, tensors)
+    meta["dbtools_bank"] = json.dumps(doc)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def bank(edit: Callable | None = None) -> Callable[[Path], None]:
+    return lambda p: _save(p, edit=edit)
+
+
+def truncated_bank(p: Path) -> None:
+    _save(p)
+    p.write_bytes(p.read_bytes()[:3000])
+
+
+def pickled_bank(p: Path) -> None:
+    p.write_bytes(pickle.dumps({"0.detectors": [1.0, 2.0]}))
+
+
+def oversized_header_bank(p: Path) -> None:
+    p.write_bytes((2 ** 40).to_bytes(8, "little") + b"{}")
+
+
+def _no_models(doc: dict, tensors: dict) -> None:
+    doc["models"] = []
+    tensors.clear()
+    tensors["x"] = np.zeros(1, np.float32)
+
+
+def _int32_detectors(doc: dict, tensors: dict) -> None:
+    tensors["0.detectors"] = tensors["0.detectors"].astype(np.int32)
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+Input = bytes | Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile input: the command (run in a fresh folder holding `files`), what it must exit
+    with, the regex its single stderr line must match, and the paths (globs) it must not leave."""
+
+    name: str
+    args: tuple[str, ...]
+    code: int
+    stderr: str
+    files: dict[str, Input] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()
+    stdin: bytes = b""
+
+
+SCORE = ("score", "-m", CTCF, "--device", "cpu")
+CASES = [
+    # compressed input: truncated, corrupt, gzip on stdin
+    Case("score truncated gzip", (*SCORE, "t.seq.gz"), 1, r"^t\.seq\.gz: cannot read \(truncated",
+         {"t.seq.gz": gz_truncated(SEQS * 20)}),
+    Case("score corrupt gzip", (*SCORE, "c.seq.gz"), 1, r"^c\.seq\.gz: cannot read .*corrupt",
+         {"c.seq.gz": gz_corrupt(SEQS)}),
+    Case("evaluate corrupt gzip", ("evaluate", "c.tsv.gz", "-m", CTCF), 1, r"^c\.tsv\.gz: cannot read",
+         {"c.tsv.gz": gz_corrupt(b"".join(s + b"\t1\n" for s in SEQS.split()))}),
+    Case("score gzip on stdin, truncated", (*SCORE, "-"), 1, r"^stdin: cannot read \(truncated",
+         stdin=gz_truncated(SEQS * 20)),
+    Case("score FASTA: bad character names file and line", (*SCORE, "f.fa"), 1,
+         r"^f\.fa: line 5 \(FASTA record 2, rec2\): invalid character '9' at column 4$", {"f.fa": FASTA}),
+    Case("score one-per-line: bad character", (*SCORE, "s.seq"), 1,
+         r"^s\.seq: sequence 2 \(line 2\): invalid character '!' at position 3$", {"s.seq": b"ACGT\nAC!T\n"}),
+    Case("score binary file", (*SCORE, "b.seq"), 1, r"^b\.seq: .*invalid character", {"b.seq": bytes(range(256))}),
+    Case("score empty file", (*SCORE, "e.seq"), 1, r"^e\.seq: no sequences$", {"e.seq": b"\n\n"}),
+    Case("score missing file", (*SCORE, "nope.seq"), 1, r"^nope\.seq: file not found$"),
+    Case("score a folder", (*SCORE, "."), 1, r"^\.: is a directory"),
+    # option bounds are one line, exit 2 (no box)
+    Case("score --window-size 0", (*SCORE, "--window-size", "0", "s.seq"), 2, r"--window-size.*see 'dbtools score -h'",
+         {"s.seq": SEQS}),
+    Case("score --batch-size 0", (*SCORE, "--batch-size", "0", "s.seq"), 2, r"--batch-size", {"s.seq": SEQS}),
+    Case("scan --step 0", ("scan", "g.fa", "-m", CTCF, "--step", "0", "-o", "out"), 2, r"--step",
+         {"g.fa": GENOME}, ("out",)),
+    Case("unknown option", (*SCORE, "--bogus"), 2, r"^No such option: --bogus"),
+    Case("unknown command", ("nope",), 2, r"^No such command 'nope'"),
+    Case("unknown model", ("score", "-m", "NOPE", "s.seq"), 2, r"no model in the bank matches 'NOPE'",
+         {"s.seq": SEQS}),
+    # banks: corrupt, truncated, pickled, oversized; no code is ever run
+    Case("truncated bank", ("score", "-b", "x.bank", "s.seq"), 1, r"^x\.bank: corrupt or truncated bank file",
+         {"x.bank": truncated_bank, "s.seq": SEQS}),
+    Case("pickled bank", ("score", "-b", "x.bank", "s.seq"), 1, r"^x\.bank: corrupt or truncated bank file",
+         {"x.bank": pickled_bank, "s.seq": SEQS}),
+    Case("oversized bank header", ("score", "-b", "x.bank", "s.seq"), 1, r"^x\.bank: corrupt or truncated",
+         {"x.bank": oversized_header_bank, "s.seq": SEQS}),
+    Case("bank missing", ("score", "-b", "none.bank", "s.seq"), 1, r"^none\.bank: bank file not found$",
+         {"s.seq": SEQS}),
+    Case("bank with a wrong shape", ("score", "-b", "x.bank", "s.seq"), 1, r"'thresholds' has shape",
+         {"x.bank": bank(lambda d, t: t.update({"0.thresholds": np.zeros(5, np.float32)})), "s.seq": SEQS}),
+]
+
+
+def _write_inputs(folder: Path, files: dict[str, Input]) -> None:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        else:
+            path.write_bytes(content)
+
+
+def run_in_process(args: tuple[str, ...], folder: Path, stdin: bytes, capfd, monkeypatch) -> int:
+    """`dbtools ARGS` in this process, in `folder`; returns the exit code (stdout/stderr in capfd)."""
+    from dbtools_cli.main import run
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "argv", ["dbtools", *args])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(stdin))))
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run()
+    return exit_.value.code
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_input(case: Case, tmp_path, capfd, monkeypatch):
+    _write_inputs(tmp_path, case.files)
+    before = set(tmp_path.rglob("*"))
+    code = run_in_process(case.args, tmp_path, case.stdin, capfd, monkeypatch)
+    err = capfd.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == case.code, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dbtools: error: "), err
+    assert re.search(case.stderr, lines[0].removeprefix("dbtools: error: ")), lines[0]
+    for pattern in case.absent:
+        assert not list(tmp_path.glob(pattern)), f"{pattern} left behind"
+    left = {p for p in set(tmp_path.rglob("*")) - before if p.name.startswith(".") or ".tmp" in p.name}
+    assert not left, f"temporary files left behind: {left}"
+
+
+def shell(script: str, folder: Path) -> subprocess.CompletedProcess:
+    """`script` in bash with pipefail, `dbtools` being this checkout's CLI."""
+    prelude = f'set -o pipefail; dbtools() {{ "{sys.executable}" -m dbtools_cli.main "$@"; }}\n'
+    return subprocess.run(["bash", "-c", prelude + script], cwd=folder, capture_output=True, text=True)
+
+
+def test_a_closed_stdout_exits_141_in_silence(tmp_path):
+    (tmp_path / "s.seq").write_bytes(SEQS * 400)
+    proc = shell(f"dbtools score s.seq -m {CTCF} --echo --device cpu | head -1", tmp_path)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stdout.startswith("sequence\t") and proc.stderr == ""

@@ -90,7 +90,7 @@ def test_small_budget_and_long_sequence_give_the_same_maps(mixed):
     sub, engine, mapper = mixed
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 5, size=1000).astype(np.int8)
-    tight = MutationMapper(sub, "cpu", budget=200_000, chunk=5_000)  # several window blocks and offset chunks
+    tight = MutationMapper(sub, "cpu", budget=200_000, chunk=5_000, kernel=False)  # several blocks and chunks
     for options in (ScoreOptions(), ScoreOptions(average=True), ScoreOptions(window_size=40)):
         wt, mut = tight.scores(codes[:90], options)
         np.testing.assert_allclose(mut, mapper.scores(codes[:90], options)[1], atol=2e-5, rtol=0)
@@ -106,13 +106,37 @@ def test_stacking_of_models_changes_nothing(mixed, monkeypatch):
     stacks (a column limit below two models), the maps are the same."""
     import dbtools.mutmap.mapper as mutmap
 
-    sub, engine, mapper = mixed
+    sub, engine, _ = mixed
+    mapper = MutationMapper(sub, "cpu", kernel=False)
     assert any(len(s.parts) > 1 for s in mapper.stacks)  # architectures differing only in dense layers
     monkeypatch.setattr(mutmap, "_MAX_COLUMNS", 40)
-    split = MutationMapper(sub, "cpu")
+    split = MutationMapper(sub, "cpu", kernel=False)
     assert len(split.stacks) > len(mapper.stacks) and all(s.const.numel() <= 40 for s in split.stacks)
     codes = encode(CTCF_PEAK[:70])
     np.testing.assert_allclose(split.scores(codes)[1], mapper.scores(codes)[1], atol=2e-5, rtol=0)
+
+
+def test_substitution_kernel_equals_torch_path(mixed):
+    """The kernel (every architecture of the published bank fits it) and the stacked torch path
+    agree: N in the sequence, windows shorter than the detectors, --average, 1 kb, several
+    sequences in one call."""
+    sub, _, mapper = mixed
+    torch_path = MutationMapper(sub, "cpu", kernel=False)
+    assert len(mapper.kernel_groups) == len(sub) and not mapper.stacks
+    assert not torch_path.kernel_groups
+    rng = np.random.default_rng(11)
+    seqs = [rng.integers(0, 4, size=n).astype(np.int8) for n in (1, 9, 40, 101, 1000)]
+    seqs[3][[0, 17, 100]] = 4
+    for options in (ScoreOptions(), ScoreOptions(average=True), ScoreOptions(window_size=6),
+                    ScoreOptions(window_size=6, average=True), ScoreOptions(window_size=60, average=True)):
+        many = mapper.scores_many(seqs[:4], options)
+        for codes, (wt, mut) in zip(seqs[:4], many):
+            want_wt, want_mut = torch_path.scores(codes, options)
+            np.testing.assert_allclose(wt, want_wt, atol=2e-5, rtol=0)
+            np.testing.assert_allclose(mut, want_mut, atol=2e-5, rtol=0)
+    few = sub.subset([1, len(sub) - 2])
+    np.testing.assert_allclose(MutationMapper(few, "cpu").scores(seqs[4])[1],
+                               MutationMapper(few, "cpu", kernel=False).scores(seqs[4])[1], atol=2e-5, rtol=0)
 
 
 def test_delta_semantics_reference_zero_deepbind_scale_and_class_prob(mixed):

@@ -114,6 +114,12 @@ class Strands:
     rows: torch.Tensor  # [U] output row of each strand: arange(U)
 
 
+def fused_strands(bank: Bank, members: list[int]) -> Strands | None:
+    """The fused kernel's layout of `members` (one architecture) alone, or None if its shape does not fit."""
+    w3, thresholds, rc_local = strand_detectors(bank, members)
+    return _build_strands(bank, members, rc_local, w3, thresholds)
+
+
 def _build_strands(bank: Bank, members: list[int], rc_local: list[int], w3: np.ndarray,
                    thresholds: np.ndarray) -> Strands | None:
     """The fused layout of a group (w3 [m, 4, n_columns] float64), or None if its shape does not fit."""

@@ -76,10 +76,10 @@ def _private(folder: Path) -> bool:
     return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
-def _compile(cc: str, out: str) -> None:
+def _compile(cc: str, out: str, source: Path) -> None:
     """Compile the kernel into `out`; on timeout kill the whole compiler process group (the
     driver's children, cc1 and as, would otherwise run on, orphaned)."""
-    proc = subprocess.Popen([cc, *FLAGS, "-o", out, str(SOURCE)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([cc, *FLAGS, "-o", out, str(source)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=BUILD_TIMEOUT)
@@ -91,11 +91,12 @@ def _compile(cc: str, out: str) -> None:
         raise subprocess.CalledProcessError(proc.returncode, proc.args, stderr=err)
 
 
-def _build(cc: str) -> Path:
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + cc.encode() + " ".join(FLAGS).encode() + _cpu().encode()).hexdigest()[:16]
+def build(cc: str, source: Path = SOURCE, name: str = "pooling_kernel") -> Path:
+    """The shared library `name` of a C source of this package, compiled once per machine into the cache."""
+    text = source.read_bytes()
+    key = hashlib.sha256(text + cc.encode() + " ".join(FLAGS).encode() + _cpu().encode()).hexdigest()[:16]
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"dbtools-{os.getuid()}"):
-        target = folder / f"pooling_kernel-{key}.so"
+        target = folder / f"{name}-{key}.so"
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(folder):
@@ -107,7 +108,7 @@ def _build(cc: str) -> Path:
         except OSError:
             continue  # not writable: try the next folder
         try:
-            _compile(cc, tmp)
+            _compile(cc, tmp, source)
             os.replace(tmp, target)  # complete or absent, even with another process building it too
         finally:
             if os.path.exists(tmp):
@@ -138,22 +139,32 @@ def library():
         return None
     with _lock:
         if "lib" not in _state:
-            cc = os.environ.get("CC", "cc")
-            try:
-                lib = ctypes.CDLL(str(_build(cc)))
-                fn = lib.dbt_pool_windows
-                fn.restype = ctypes.c_int
-                i64, ptr = ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float,
-                               i64, ptr, ptr, ptr, ptr, i64]
-                _state["lib"] = lib
-            except (OSError, subprocess.SubprocessError) as e:
-                lines = e.stderr.decode(errors="replace").splitlines() if getattr(e, "stderr", None) else []
-                why = [ln for ln in lines if "error" in ln][:1] or lines[-1:] or [e]
-                print(f"dbtools: the fused CPU kernel could not be built with {cc!r} ({why[0] if why else e}); "
-                      "using the slower torch path (set CC to a C compiler to fix)", file=sys.stderr)
-                _state["lib"] = None
+            _state["lib"] = load(SOURCE, "pooling_kernel", _declare_pool_windows, "fused CPU kernel")
         return _state["lib"]
+
+
+def _declare_pool_windows(lib: ctypes.CDLL) -> None:
+    fn = lib.dbt_pool_windows
+    fn.restype = ctypes.c_int
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, i64, i64, ctypes.c_float,
+                   i64, ptr, ptr, ptr, ptr, i64]
+
+
+def load(source: Path, name: str, declare, what: str):
+    """A C source of this package built (`build`) and loaded, `declare(lib)` setting its functions'
+    types; None, said once on stderr, where it cannot be built."""
+    cc = os.environ.get("CC", "cc")
+    try:
+        lib = ctypes.CDLL(str(build(cc, source, name)))
+        declare(lib)
+        return lib
+    except (OSError, subprocess.SubprocessError) as e:
+        lines = e.stderr.decode(errors="replace").splitlines() if getattr(e, "stderr", None) else []
+        why = [ln for ln in lines if "error" in ln][:1] or lines[-1:] or [e]
+        print(f"dbtools: the {what} could not be built with {cc!r} ({why[0] if why else e}); "
+              "using the slower torch path (set CC to a C compiler to fix)", file=sys.stderr)
+        return None
 
 
 def pool_windows(x: torch.Tensor, w: int, weights: torch.Tensor, const: torch.Tensor, out: torch.Tensor,

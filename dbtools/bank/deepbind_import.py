@@ -10,6 +10,7 @@ import numpy as np
 from dbtools import __version__
 from dbtools.bank.store import Architecture, Bank, Model, ModelInfo
 from dbtools.errors import DbtoolsError
+from dbtools.io.atomic import check_writable
 
 HEADER_FIELDS = ("reverse_complement", "num_detectors", "detector_len", "has_avg_pooling", "num_hidden")
 ARRAY_FIELDS = ("detectors", "thresholds", "weights1", "biases1", "weights2", "biases2")
@@ -121,6 +122,7 @@ def write_imported_bank(db_tsv: str | Path, params_dir: str | Path, output: str 
     """Import every model with a params file and save the bank; returns the model count."""
     from dbtools.bank.store import save_bank
 
+    check_writable(output)
     bank = import_deepbind(db_tsv, params_dir)
     save_bank(bank, output)
     return len(bank)

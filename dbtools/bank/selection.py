@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dbtools.bank.store import Bank, ModelInfo
-from dbtools.errors import UsageError
+from dbtools.errors import DbtoolsError, UsageError
 
 _FIELDS = {
     "id": lambda i: [i.id],
@@ -67,5 +67,8 @@ def open_selected(bank_path: str | None, selectors: list[str] | None) -> Bank:
     """Load a bank (the shipped default when `bank_path` is None) and keep the selected models."""
     from dbtools.bank.store import default_bank_path, load_bank
 
-    bank = load_bank(bank_path if bank_path else default_bank_path())
+    path = bank_path if bank_path else default_bank_path()
+    bank = load_bank(path)
+    if not bank.models:
+        raise DbtoolsError(f"{path}: the bank has no models")
     return bank.subset(select_models(bank, selectors))

@@ -163,6 +163,14 @@ def save_bank(bank: Bank, path: str | os.PathLike) -> None:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "dbtools_bank": json.dumps(doc)})
 
 
+def _float32_tensor(f, key: str, path: Path) -> np.ndarray:
+    """Tensor `key` of an open bank file; any dtype but float32 is refused (a cast would change scores)."""
+    a = f.get_tensor(key)
+    if a.dtype != np.float32:
+        raise DbtoolsError(f"{path}: tensor '{key}' is {a.dtype}, expected float32")
+    return a
+
+
 def load_bank(path: str | os.PathLike) -> Bank:
     """Read and validate a bank file; any problem is one DbtoolsError line naming the file."""
     from safetensors import SafetensorError, safe_open
@@ -188,7 +196,7 @@ def load_bank(path: str | os.PathLike) -> Bank:
             models = []
             for i, rec in enumerate(doc["models"]):
                 info = ModelInfo.from_json(rec)
-                arrays = {name: f.get_tensor(f"{i}.{name}") for name in ARRAYS}
+                arrays = {name: _float32_tensor(f, f"{i}.{name}", path) for name in ARRAYS}
                 model = Model(info, arrays)
                 model.validate(str(path))
                 models.append(model)

@@ -23,8 +23,11 @@ def _umask() -> int:
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early, with one line, when `path`'s folder does not exist or cannot be written."""
+    """Fail early, with one line, when `path` is a folder or its folder does not exist or cannot be
+    written (commands call it before any work, so a bad `-o` costs nothing)."""
     path = Path(path)
+    if path.is_dir():
+        raise DbtoolsError(f"{path}: cannot write: it is a folder (give a file name)")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DbtoolsError(f"{path}: cannot write: folder {folder} does not exist")

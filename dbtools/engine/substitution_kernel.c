@@ -47,6 +47,19 @@ static inline float hsum(vf v)
 }
 #endif
 
+/* bit f set where lane f of v is not 0 */
+static inline unsigned changed_lanes(vf v)
+{
+#if defined(__AVX512F__) && LANES == 16
+    return _mm512_cmp_ps_mask((__m512)v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+#else
+    unsigned k = 0;
+    for (int f = 0; f < LANES; f++)
+        k |= (unsigned)(v[f] != 0.f) << f;
+    return k;
+#endif
+}
+
 static inline vf load(const float *p)
 {
     vf v;
@@ -111,24 +124,24 @@ static inline float mutant_score(const struct head *h, vf mx, vf mn, vf da, vf w
     }
     const vf dm = mx - wmx;
     vf z[MAXH];
-    int changed = 0;
+    unsigned km = changed_lanes(dm), ka = h->avg ? changed_lanes(da) : 0;
+    if (!(km | ka))
+        return ws;
     for (int64_t v = 0; v < h->hv; v++)
         z[v] = zw[v];
-    for (int f = 0; f < LANES; f++) {
-        if (dm[f] != 0.f) {
-            const vf *row = h->W + f * h->hv;
-            for (int64_t v = 0; v < h->hv; v++)
-                z[v] += dm[f] * row[v];
-            changed = 1;
-        }
-        if (h->avg && da[f] != 0.f) {
-            const vf *row = h->W + (LANES + f) * h->hv;
-            for (int64_t v = 0; v < h->hv; v++)
-                z[v] += da[f] * row[v];
-            changed = 1;
-        }
+    for (; km; km &= km - 1) {
+        const int f = __builtin_ctz(km);
+        const vf *row = h->W + f * h->hv;
+        for (int64_t v = 0; v < h->hv; v++)
+            z[v] += dm[f] * row[v];
     }
-    return changed ? out_of(h, z) : ws;
+    for (; ka; ka &= ka - 1) {
+        const int f = __builtin_ctz(ka);
+        const vf *row = h->W + (LANES + f) * h->hv;
+        for (int64_t v = 0; v < h->hv; v++)
+            z[v] += da[f] * row[v];
+    }
+    return out_of(h, z);
 }
 
 /* One sequence x[0..L-1] (codes, >= 4 is N), windows of wl bases (1 <= wl <= L), detectors of m

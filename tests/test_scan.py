@@ -247,6 +247,9 @@ def test_shards_merge_and_resume_give_the_tracks_of_one_run(tmp_path, small_geno
         assert not s.assembled and not s.outputs
     assemble(tmp_path / "sh" / "out")
     assert _tracks(tmp_path / "sh" / "out", ids) == whole
+    # tracks written while scoring and tracks assembled from the part store: the same bytes
+    for i in ids:
+        assert (tmp_path / "sh" / "out" / f"{i}.bw").read_bytes() == (tmp_path / "one" / "out" / f"{i}.bw").read_bytes()
     # an interrupted run, then --resume skips the contigs it finished
     seen = []
 
@@ -257,10 +260,18 @@ def test_shards_merge_and_resume_give_the_tracks_of_one_run(tmp_path, small_geno
 
     with pytest.raises(KeyboardInterrupt):
         _scan(tmp_path / "re", fa, options=ScanOptions(step=2), progress=stop_at_second)
-    assert not (tmp_path / "re" / "out" / f"{ids[0]}.bw").exists()
-    s = _scan(tmp_path / "re", fa, options=ScanOptions(step=2), resume=True)
+    out = tmp_path / "re" / "out"
+    assert not (out / f"{ids[0]}.bw").exists()
+    assert [p.name for p in out.iterdir()] == [".dbtools-scan"]  # no temporary track left
+    # a kill -9 while writing leaves a temporary; the next run removes it (pid 2**22 + 1 is never a live one)
+    stale = out / f".{ids[0]}.bw.tmp{2**22 + 1}.bw"
+    stale.write_bytes(b"partial")
+    warnings = []
+    s = _scan(tmp_path / "re", fa, options=ScanOptions(step=2), resume=True, warn=warnings.append)
     assert s.skipped == 1 and s.contigs == 2
-    assert _tracks(tmp_path / "re" / "out", ids) == whole
+    assert _tracks(out, ids) == whole
+    assert not stale.exists() and any(stale.name in w for w in warnings)
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.bw" for i in ids]
 
 
 def test_merge_of_an_incomplete_scan_names_the_missing_contigs(tmp_path, small_genome):

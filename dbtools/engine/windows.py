@@ -55,16 +55,16 @@ def window_values(engine: BankEngine, codes: np.ndarray, window: int, step: int,
     -------
     values : [nwin, M] float32, NaN for all-N windows
     rc_won : [nwin, M] bool, True where the reverse strand gave the value
+        Both are column-major (each model's values contiguous), as tracks are written per model.
     """
     M = len(engine)
     nwin = window_count(len(codes), window, step)
-    values = np.full((nwin, M), np.nan, dtype=np.float32)
-    rc_won = np.zeros((nwin, M), dtype=bool)
-    if nwin == 0:
-        return values, rc_won
     gaps = gap_windows(codes, window, step)
-    if gaps.all():
-        return values, rc_won
+    if nwin == 0 or gaps.all():
+        return np.full((M, nwin), np.nan, dtype=np.float32).T, np.zeros((M, nwin), dtype=bool).T
+    # every column is filled below: each model is in exactly one group
+    values = np.empty((M, nwin), dtype=np.float32).T
+    rc_won = np.empty((M, nwin), dtype=bool).T
     span = (nwin - 1) * step + 1  # stride-1 genomic windows from the first to the last one kept
     x = torch.from_numpy(np.ascontiguousarray(codes[:span + window - 1]))[None].to(engine.device, torch.long)
     paths = {id(g): engine.genomic_path(g, window, step, scoring) for g in engine.groups}
@@ -145,8 +145,8 @@ def _store(g, fwd: torch.Tensor, rev: torch.Tensor, values: np.ndarray, rc_won: 
         won[g.rc_local] = rev > fwd[g.rc_local]
         fwd[g.rc_local] = torch.maximum(fwd[g.rc_local], rev)
     cols = g.bank_index.cpu().numpy()
-    values[:, cols] = fwd.t().cpu().numpy()
-    rc_won[:, cols] = won.t().cpu().numpy()
+    values.T[cols] = fwd.cpu().numpy()
+    rc_won.T[cols] = won.cpu().numpy()
 
 
 def _over_window(scores: torch.Tensor, n: int, average: bool, length: int) -> torch.Tensor:

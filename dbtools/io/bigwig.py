@@ -1,4 +1,4 @@
-"""BigWig files (bbi version 4) written with numpy and zlib alone, streaming, with zoom levels.
+"""BigWig files (bbi version 4) written with numpy and ISA-L's deflate, streaming, with zoom levels.
 
     with BigWigWriter(path, [("chr1", 248956422), ("chr2", 242193529)], threads=2) as w:
         w.add("chr1", 10_000, 1, values)      # float32; values[k] covers [10000 + k, 10000 + k + 1)
@@ -9,7 +9,7 @@ contig by contig in header order, positions increasing; a contig may come in man
 Values are stored as float32 exactly as given (float64 input is rounded to float32 first).
 
 The layout follows UCSC's bedGraphToBigWig / bbiWrite (Kent et al. 2010): the 64-byte header,
-the zoom headers, the total summary, the chromosome B+ tree, the data (zlib-compressed sections
+the zoom headers, the total summary, the chromosome B+ tree, the data (deflated sections
 of at most 1024 items: fixedStep for runs of at least `MIN_FIXED_RUN` values, bedGraph records
 for shorter runs), the data's R-tree (blockSize 256, or the item count when smaller; nodes padded as UCSC pads them), then each
 zoom level's records (1024 a section, compressed) and R-tree, and the signature again at the end.
@@ -28,11 +28,10 @@ beside the output) until close copies them in; what stays in memory is one 32-by
 a section (~1024 values), the last partial section of each level and at most 65536 values held
 back between calls.
 
-Speed: data sections are deflated at zlib level 1 by default (`DATA_LEVEL`): scan tracks repeat
-values over runs of windows (a sliding max), which LZ77 finds (300 kbp of a real chr20 track:
-364 kB at level 1, 922 kB with Huffman alone (`level=None`), 359 kB at level 6, 246 kB from
-pyBigWig's larger blocks); on random-walk data Huffman alone is as small and ~0.6x the time.
-Zoom sections also use level 1 (level 6: 0.3% smaller, 2.6x slower). zlib releases the GIL while it compresses;
+Speed: sections are deflated by ISA-L (`isal`, zlib streams any reader inflates) at its level 1,
+2-3x faster than zlib's level 1 at the same size on scan tracks (`benchmarks/bigwig_writer.py`).
+Scan tracks repeat values over runs of windows (a sliding max), which LZ77 finds, so entropy
+coding alone would give files ~2.5x larger. The compressor releases the GIL, so
 with `threads > 1` sections are compressed in a thread pool while the caller goes on.
 
 The file's bytes do not depend on `threads`, nor on how a contiguous run of values is cut into
@@ -51,12 +50,12 @@ import os
 import shutil
 import struct
 import tempfile
-import zlib
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import numpy as np
+from isal import isal_zlib
 
 BIGWIG_MAGIC = 0x888FFC26
 BPT_MAGIC = 0x78CA8C91
@@ -67,8 +66,7 @@ BLOCK_SIZE = 256  # children per R-tree / B+ tree node (UCSC's default)
 MAX_ZOOM_LEVELS = 10
 ZOOM_INCREMENT = 4
 MIN_FIXED_RUN = 16  # runs of at least this many values are fixedStep sections, shorter ones bedGraph records
-DATA_LEVEL = 1  # zlib level of data sections (None: Huffman only)
-ZOOM_LEVEL = 1  # zlib level of zoom sections: LZ77 finds their integer fields (level 6: 0.3% smaller, 2.6x slower)
+DEFLATE_LEVEL = 1  # ISA-L level (0-3) of data and zoom sections: level 2 is no smaller, 0 and 3 larger
 
 _PENDING_MAX = 1 << 16  # at most this many values held back between calls (see BigWigWriter._cut)
 _BATCH_BLOCKS = 64  # sections a compression task takes
@@ -94,18 +92,9 @@ _TYPE_FIXED_STEP = 3
 _U32 = (1 << 32) - 1
 
 
-def _huffman(data) -> bytes:
-    """A zlib stream of `data`, Huffman coding only (no LZ77 search)."""
-    c = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_HUFFMAN_ONLY)
-    return c.compress(data) + c.flush()
-
-
-def _deflater(level: int | None):
-    if level is None:
-        return _huffman
-    if not 0 <= level <= 9:
-        raise ValueError(f"zlib level {level}: expected 0..9 or None")
-    return lambda data: zlib.compress(data, level)
+def _deflate(data) -> bytes:
+    """A zlib stream of `data`."""
+    return isal_zlib.compress(data, DEFLATE_LEVEL)
 
 
 def _compress_all(fn, payloads: list) -> list[bytes]:
@@ -501,12 +490,10 @@ class BigWigWriter:
     header : (contig, length) in the order data will come; every contig is in the file.
     zoom_levels : at most this many zoom levels (0..10).
     threads : sections compressed by this many threads (1: in the caller's thread).
-    level : zlib level of the data sections; None (default): Huffman coding only (fastest,
-        the size of level 1 on float data).
     """
 
     def __init__(self, path: str | os.PathLike, header: Iterable[tuple[str, int]], zoom_levels: int = 10,
-                 threads: int = 1, level: int | None = DATA_LEVEL):
+                 threads: int = 1):
         header = [(str(c), int(n)) for c, n in header]
         if not header:
             raise ValueError("a BigWig needs at least one contig in its header")
@@ -528,7 +515,7 @@ class BigWigWriter:
         self._sizes = np.array([n for _, n in header], dtype=np.int64)
         self._zoom_levels = zoom_levels
         self._threads = threads
-        self._fn = _deflater(level)
+        self._fn = _deflate
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="bigwig") if threads > 1 else None
         self._fh = open(self.path, "wb")
         self._closed = False
@@ -729,7 +716,7 @@ class BigWigWriter:
         self._levels_made = True
         r = min(max(10, ZOOM_INCREMENT * ZOOM_INCREMENT * step), 1 << 31)
         folder = os.path.dirname(os.path.abspath(self.path))
-        zoom_fn = _deflater(ZOOM_LEVEL)
+        zoom_fn = _deflate
         for k in range(max(1, self._zoom_levels)):
             if r > _U32:
                 break

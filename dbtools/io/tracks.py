@@ -9,12 +9,14 @@ renamed when complete (dbtools/io/atomic.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
 import numpy as np
 
 from dbtools.io.atomic import atomic_path
-from dbtools.io.bigwig import write_runs
+from dbtools.io.bigwig import BigWigWriter, write_runs
 from dbtools.io.text_columns import constant_column, fixed_column, int_column, lines, text_column
 
 Run = tuple[str, int, int, np.ndarray]
@@ -26,6 +28,36 @@ def write_bigwig(path: str | os.PathLike, header: list[tuple[str, int]], runs: I
     come in header order and increasing positions. Zoom levels are built so browsers open it fast."""
     with atomic_path(path, ".bw") as tmp:
         write_runs(tmp, [(c, int(n)) for c, n in header], runs, chunk=_BLOCK)
+
+
+class TrackWriter(Protocol):
+    def add(self, chrom: str, start: int, step: int, values: np.ndarray) -> None:
+        """Values at start, start + step, ... each covering `step` bases (NaN: no value)."""
+
+
+class _BedGraphWriter:
+    """bedGraph lines appended to an open text file, a block of values at a time."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def add(self, chrom: str, start: int, step: int, values) -> None:
+        for k in range(0, len(values), _BLOCK):
+            self.fh.write(bedgraph_text(chrom, start + k * step, step, np.asarray(values[k:k + _BLOCK])))
+
+
+@contextmanager
+def open_track(path: str | os.PathLike, fmt: str, header: list[tuple[str, int]]) -> Iterator[TrackWriter]:
+    """A track file being written ("bigwig" or "bedgraph"): values added contig by contig in
+    `header` order and increasing positions; renamed into place when the block exits normally."""
+    if fmt == "bigwig":
+        with atomic_path(path, ".bw") as tmp, BigWigWriter(tmp, [(c, int(n)) for c, n in header]) as w:
+            yield w
+    elif fmt == "bedgraph":
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            yield _BedGraphWriter(fh)
+    else:
+        raise ValueError(f"track format {fmt!r}: expected bigwig or bedgraph")
 
 
 def bedgraph_text(chrom: str, first: int, step: int, values: np.ndarray) -> str:

@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -38,7 +39,8 @@ from dbtools.scan.parts import PartStore
 from dbtools.engine.windows import window_count, window_values
 from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
-from dbtools.io.tracks import bed_hits_text, bedgraph_text, write_bigwig
+from dbtools.io.tracks import bed_hits_text, bedgraph_text, open_track
+from dbtools.scan.writers import MAX_OPEN_TRACKS, OpenTracks, feed, remove_stale_temporaries, track_path
 
 
 
@@ -83,6 +85,9 @@ class ScanSummary:
     models: int
     outputs: list[str]
     assembled: bool
+
+
+HITS_FILE = "hits.bed"
 
 
 def track_offset(window: int, step: int) -> int:
@@ -222,17 +227,23 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
     selected = open_selected(bank, models)
     classes = window_classes(selected, options.window)
     _check_selection(len(selected), classes, options, out_dir)
-    with Genome(genome_path) as genome:
+    windows = [0] * len(selected)
+    for w, idx in classes:
+        for i in idx:
+            windows[i] = w
+    with Genome(genome_path) as genome, ExitStack() as stack:
         plan = plan_regions(genome, regions, chroms, skip_missing, warn)
-        store = None
+        store = tracks = None
         if out_dir is not None:
-            windows = [0] * len(selected)
-            for w, idx in classes:
-                for i in idx:
-                    windows[i] = w
             store = PartStore(out_dir)
             store.start(_signature(genome, plan, selected, windows, options, precision),
                         keep_existing=resume or shard[1] > 1)
+            for stale in remove_stale_temporaries(out_dir, _output_names(selected.ids, options.fmt)):
+                warn(f"{out_dir}: removed {stale}, left by an interrupted scan")
+            if _streams(options, shard, len(selected)):
+                header = [(c, genome.sizes[c]) for c in genome.contigs]
+                paths = [track_path(out_dir, track_file_name(i), options.fmt) for i in selected.ids]
+                tracks = stack.enter_context(OpenTracks(paths, options.fmt, header, cpu_count(threads)))
         engines = [(w, idx, BankEngine(selected.subset(idx), device, dtype=dtype)) for w, idx in classes]
         chunk = chunk_size or default_chunk(len(selected))
         done_contigs = skipped = bases = 0
@@ -241,22 +252,46 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
             total = sum(e - s for s, e in plan[contig])
             if store is not None and resume and store.is_done(index):
                 skipped += 1
+                if tracks is not None:
+                    for j in range(len(selected)):
+                        for c, first, step, values in _runs(store, [contig], {contig: index}, j, windows[j],
+                                                            options.step):
+                            tracks.add(j, c, first, step, values)
                 if progress:
                     progress(contig, total, total)
                 continue
             if store is not None:
                 with store.writing(index, len(selected), options.fmt != "bed") as part:
                     _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                                 precision, _PartSink(part, selected.ids, options), progress)
+                                 precision, _PartSink(part, selected.ids, options, tracks), progress)
             else:
                 _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
                              precision, _StreamSink(stdout, selected.ids, options), progress)
             done_contigs += 1
             bases += total
+    # the tracks are complete and renamed (OpenTracks closed with the stack)
+    if tracks is not None:
+        outputs = [str(p) for p in tracks.paths]
+        store.remove()
+        assembled = True
+    else:
         assembled = store is not None and shard[1] == 1
         outputs = assemble(out_dir, threads) if assembled else []
     return ScanSummary(contigs=done_contigs, skipped=skipped, bases=bases, models=len(selected),
                        outputs=outputs, assembled=assembled)
+
+
+def _output_names(ids: list[str], fmt: str) -> list[str]:
+    """The file names a scan writes in its folder."""
+    if fmt == TrackFormat.BED:
+        return [HITS_FILE]
+    return [track_path(".", track_file_name(i), fmt).name for i in ids]
+
+
+def _streams(options: ScanOptions, shard: tuple[int, int], n_models: int) -> bool:
+    """Whether the tracks are written while the scan scores: one whole scan (no shards) of track
+    files for at most MAX_OPEN_TRACKS models; otherwise they are assembled from the part store."""
+    return options.fmt != TrackFormat.BED and shard == (1, 1) and n_models <= MAX_OPEN_TRACKS
 
 
 def _check_options(options: ScanOptions, precision: str, device: torch.device | str, out_dir: str | None,
@@ -312,10 +347,10 @@ class _StreamSink:
 
 
 class _PartSink:
-    """Window values (tracks) or hits (BED) into the part store."""
+    """Window values (tracks) or hits (BED) into the part store, and to the open tracks if any."""
 
-    def __init__(self, part, ids: list[str], options: ScanOptions):
-        self.part, self.ids, self.options = part, ids, options
+    def __init__(self, part, ids: list[str], options: ScanOptions, tracks: OpenTracks | None = None):
+        self.part, self.ids, self.options, self.tracks = part, ids, options, tracks
 
     def add(self, contig, window, first, models, values, rc_won):
         o = self.options
@@ -324,6 +359,8 @@ class _PartSink:
             hits = bed_hits_text(contig, first, o.step, window, values, rc_won, [self.ids[m] for m in models],
                                  o.threshold)
         self.part.add(window, first, o.step, models, values, hits)
+        if self.tracks is not None:
+            self.tracks.add_columns(models, contig, first + track_offset(window, o.step), o.step, values)
 
 
 def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], engines, options: ScanOptions,
@@ -377,9 +414,10 @@ def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str
                            "(run the remaining shards, or the scan with --resume)")
     step, fmt, ids, windows = sig["step"], sig["format"], sig["models"], sig["windows"]
     out = Path(out_dir)
+    remove_stale_temporaries(out, _output_names(ids, fmt))
     outputs: list[str] = []
     if fmt == "bed":
-        path = out / "hits.bed"
+        path = out / HITS_FILE
         with atomic_path(path) as tmp, open(tmp, "w") as fh:
             for c in sig["contigs"]:
                 with open(store.hits_path(index[c])) as src:
@@ -388,16 +426,10 @@ def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str
         outputs.append(str(path))
     else:
         def write(j: int) -> str:  # one model's track; the tracks are written side by side
-            runs = _runs(store, sig["contigs"], index, j, windows[j], step)
-            if fmt == "bigwig":
-                path = out / f"{track_file_name(ids[j])}.bw"
-                write_bigwig(path, header, runs)
-            else:
-                path = out / f"{track_file_name(ids[j])}.bedGraph"
-                with atomic_path(path) as tmp, open(tmp, "w") as fh:
-                    for contig, first, s, values in runs:
-                        for k0 in range(0, len(values), 1 << 20):
-                            fh.write(bedgraph_text(contig, first + k0 * s, s, np.asarray(values[k0:k0 + (1 << 20)])))
+            path = track_path(out, track_file_name(ids[j]), fmt)
+            with open_track(path, fmt, header) as track:
+                for contig, first, s, values in _runs(store, sig["contigs"], index, j, windows[j], step):
+                    feed(track, contig, first, s, values)
             return str(path)
 
         with ThreadPoolExecutor(min(cpu_count(threads), len(ids))) as pool:

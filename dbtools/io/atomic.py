@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +50,21 @@ def output_folder(path: str | os.PathLike) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DbtoolsError(f"{path}: output folder is not writable")
     return folder
+
+
+@contextmanager
+def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden folder inside `folder` for a command's output files; when the block ends
+    without error they are moved into `folder`, on any error (or Ctrl-C) removed, so a failed
+    run leaves none of its files behind."""
+    folder = Path(folder)
+    stage = Path(tempfile.mkdtemp(prefix=f".dbtools-{os.getpid()}-", dir=folder))
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextmanager

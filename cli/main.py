@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from dbtools import __version__
 from dbtools.errors import DbtoolsError
 
-from . import bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect, vcf
+from . import background, bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect, vcf
 from .errors import ClickException, StdoutClosed, report, report_click, stdout_closed
 
 
@@ -62,6 +62,7 @@ app.command("mutmap")(mutmap.mutmap)
 app.command("scan")(scan.scan)
 app.command("merge-tracks")(scan.merge_tracks)
 app.command("vareffect")(vareffect.vareffect)
+app.command("background")(background.background)
 app.add_typer(vcf.app, name="vcf")
 
 

@@ -17,11 +17,12 @@ ALLOWED = {
     "bank": {"io", "base"},
     "engine": {"bank", "io", "base"},
     "train": {"bank", "io", "base"},
-    "score": {"engine", "bank", "io", "base"},
-    "scan": {"score", "engine", "bank", "io", "base"},
-    "vareffect": {"score", "engine", "bank", "io", "base"},
-    "mutmap": {"score", "engine", "bank", "io", "base"},
-    "evaluate": {"score", "engine", "train", "bank", "io", "base"},
+    "significance": {"engine", "train", "bank", "io", "base"},
+    "score": {"significance", "engine", "bank", "io", "base"},
+    "scan": {"score", "significance", "engine", "bank", "io", "base"},
+    "vareffect": {"score", "significance", "engine", "bank", "io", "base"},
+    "mutmap": {"score", "significance", "engine", "bank", "io", "base"},
+    "evaluate": {"score", "significance", "engine", "train", "bank", "io", "base"},
 }
 
 

@@ -3,6 +3,10 @@
 The file holds each model's arrays as tensors named ``<index>.<array>`` and, in the
 safetensors metadata, a JSON document (``dbtools_bank``) with the schema version and
 one record per model. Loading executes no code and validates every shape.
+
+Schema 2 adds background score distributions (`bank.backgrounds`): a model record may list
+them, their tables stored as tensors ``<index>.background<k>.<array>``. Schema 1 banks (no
+backgrounds) load unchanged.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from dbtools import __version__
+from dbtools.bank.backgrounds import Background
 from dbtools.io.atomic import atomic_path
 from dbtools.errors import DbtoolsError
 
 FORMAT = "dbtools-bank"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # the genomic window of a model whose training length is unknown (the ChIP-seq peak width)
 DEFAULT_WINDOW = 101
 ARRAYS = ("detectors", "thresholds", "weights1", "biases1", "weights2", "biases2")
+BACKGROUND_ARRAYS = ("scores", "log10_survival")
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,12 @@ class ModelInfo:
 
 @dataclass
 class Model:
-    """One DeepBind network: metadata plus float32 arrays in the shapes of `Architecture`."""
+    """One DeepBind network: metadata plus float32 arrays in the shapes of `Architecture`, and
+    its background score distributions (at most one per scoring key)."""
 
     info: ModelInfo
     arrays: dict[str, np.ndarray]
+    backgrounds: list[Background] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
         for name, shape in self.info.arch.expected_shapes().items():
@@ -108,6 +116,11 @@ class Model:
                     f"{where}: model {self.info.id}: '{name}' has shape {tuple(a.shape)}, expected {shape}")
             if not np.all(np.isfinite(a)):
                 raise DbtoolsError(f"{where}: model {self.info.id}: '{name}' has non-finite values")
+        keys = [b.key for b in self.backgrounds]
+        if len(set(keys)) != len(keys):
+            raise DbtoolsError(f"{where}: model {self.info.id}: two backgrounds for the same scoring")
+        for b in self.backgrounds:
+            b.validate(f"{where}: model {self.info.id}")
 
 
 @dataclass
@@ -152,15 +165,26 @@ def save_bank(bank: Bank, path: str | os.PathLike) -> None:
         m.validate(str(path))
         for name in ARRAYS:
             tensors[f"{i}.{name}"] = np.ascontiguousarray(m.arrays[name], dtype=np.float32)
+        for k, b in enumerate(m.backgrounds):
+            for name in BACKGROUND_ARRAYS:
+                tensors[f"{i}.background{k}.{name}"] = np.ascontiguousarray(getattr(b, name), dtype=np.float32)
     doc = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "dbtools_version": __version__,
         "description": bank.description,
-        "models": [m.info.to_json() for m in bank.models],
+        "models": [_model_record(m) for m in bank.models],
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "dbtools_bank": json.dumps(doc)})
+
+
+def _model_record(m: Model) -> dict:
+    """A model's JSON record: its metadata, and its backgrounds' keys, tails and settings."""
+    rec = m.info.to_json()
+    if m.backgrounds:
+        rec["backgrounds"] = [b.to_json() for b in m.backgrounds]
+    return rec
 
 
 def _float32_tensor(f, key: str, path: Path) -> np.ndarray:
@@ -195,9 +219,13 @@ def load_bank(path: str | os.PathLike) -> Bank:
                 raise DbtoolsError(f"{path}: bank has an invalid schema version {version!r}")
             models = []
             for i, rec in enumerate(doc["models"]):
+                rec = dict(rec)
+                backgrounds = [
+                    Background.from_json(bdoc, *(f.get_tensor(f"{i}.background{k}.{name}") for name in BACKGROUND_ARRAYS))
+                    for k, bdoc in enumerate(rec.pop("backgrounds", []))]
                 info = ModelInfo.from_json(rec)
                 arrays = {name: _float32_tensor(f, f"{i}.{name}", path) for name in ARRAYS}
-                model = Model(info, arrays)
+                model = Model(info, arrays, backgrounds)
                 model.validate(str(path))
                 models.append(model)
     except DbtoolsError:

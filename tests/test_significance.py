@@ -1,0 +1,223 @@
+"""Backgrounds and p-values: the tables and the fitted tail (pure), the bank schema, `dbtools
+background`, `score --pvalue`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dbtools.bank.backgrounds import Background, BackgroundKey
+from dbtools.bank.store import load_bank, save_bank
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.significance import compute
+from dbtools.significance.compute import BackgroundOptions, background
+from dbtools.significance.tables import TAIL_FLOOR, log10_pvalues, summarize
+from dbtools.significance.tail import fit_pareto, log10_pareto_survival
+
+from conftest import shared_path
+from test_cli import CTCF_PEAK, assert_one_line_error, dbtools
+
+MODELS = ["D00328.003", "D00210.001"]
+
+
+def _exponential(n: int, m: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return -torch.log(torch.rand(n, m, generator=g, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [-0.25, 0.0, 0.2])
+def test_pareto_fit_recovers_shape_and_scale(shape):
+    g = torch.Generator().manual_seed(3)
+    u = torch.rand(40_000, 1, generator=g, dtype=torch.float64)
+    y = -torch.log(u) * 1.5 if shape == 0 else 1.5 * (u ** (-shape) - 1) / shape
+    xi, sigma = fit_pareto(y)
+    assert abs(xi.item() - shape) < 0.03 and abs(sigma.item() / 1.5 - 1) < 0.05
+    # the survival function inverts the draw
+    lp = log10_pareto_survival(y[:5, 0], xi, sigma)
+    assert torch.allclose(lp, torch.log10(u[:5, 0]), atol=0.03)
+
+
+def test_pvalues_follow_the_distribution_beyond_the_samples():
+    """Exponential scores: P(S >= x) = exp(-x), checked from the bulk to 1e-6, ten times
+    deeper than the 1e6 samples reach (the fit has 10,000 points)."""
+    tables = summarize(_exponential(1_000_000, 2), fraction=0.01)
+    assert np.all(tables.floor == TAIL_FLOOR)
+    p = np.array([0.5, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
+    x = torch.from_numpy(-np.log(p))[:, None].repeat(1, 2)
+    got = 10 ** log10_pvalues(x, tables).double().numpy()
+    # the tolerance grows with the extrapolation: the fitted shape's standard error is ~0.01 here
+    tolerance = np.array([1.1, 1.1, 1.2, 1.4, 2.0, 3.0])
+    assert np.all(np.abs(np.log10(got / p[:, None])) < np.log10(tolerance)[:, None]), got
+
+
+def test_pvalues_are_monotone_never_zero_and_keep_nan():
+    tables = summarize(_exponential(20_000, 3, seed=1), fraction=0.01)
+    x = torch.linspace(-5, 1000, 5000, dtype=torch.float32)[:, None].repeat(1, 3)
+    lp = log10_pvalues(x, tables)
+    assert torch.all(lp[1:] <= lp[:-1] + 1e-6)
+    assert torch.all(lp <= 0) and torch.all(lp[x < 0] == 0)
+    assert torch.all(lp >= torch.log10(torch.tensor(tables.floor, dtype=torch.float32)) - 1e-6)
+    assert torch.isfinite(lp).all()
+    nan = log10_pvalues(torch.tensor([[float("nan"), 1.0, 2.0]]), tables)
+    assert torch.isnan(nan[0, 0]) and torch.isfinite(nan[0, 1:]).all()
+
+
+def test_a_tail_the_fit_misses_answers_no_deeper_than_its_samples():
+    """Scores whose top 1% is two far-apart clusters: no generalized Pareto fits them, so the
+    table's floor is the deepest checked quantile (30 of the samples), never 1e-7."""
+    x = _exponential(100_000, 1, seed=2)
+    top = torch.topk(x[:, 0], 1000).indices
+    x[top[:500], 0] = 100 + torch.rand(500, dtype=torch.float64)
+    x[top[500:], 0] = 10 + 0.01 * torch.rand(500, dtype=torch.float64)
+    tables = summarize(x, fraction=0.01)
+    assert tables.fit_error[0] > math.log10(2)
+    assert tables.floor[0] == pytest.approx(30 / 100_000)
+    assert 10 ** log10_pvalues(torch.tensor([[1e6]]), tables).item() == pytest.approx(3e-4, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def small_genome(tmp_path_factory):
+    """40 kb of chr20 in two contigs, with an N run (all-N windows are left out)."""
+    from dbtools.io.genome import Genome
+
+    with Genome(shared_path("genome", "20.fa.gz")) as g:
+        a, b = g.fetch("20", 2_000_000, 2_020_000), g.fetch("20", 59_000, 79_000)
+    folder = tmp_path_factory.mktemp("bg")
+    fa = folder / "small.fa"
+    fa.write_text(f">chrA\n{a}\n>chrB\n{b}\n")
+    return fa
+
+
+@pytest.fixture(scope="module")
+def bg_bank(tmp_path_factory, small_genome):
+    out = tmp_path_factory.mktemp("bgbank") / "bg.bank"
+    summary = background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None,
+                         options=BackgroundOptions(windows=5000, seed=5, tail_fraction=0.01))
+    assert summary.computed == 2 and summary.resumed == 0
+    return out
+
+
+def test_background_is_stored_with_its_provenance_and_is_deterministic(bg_bank, small_genome, tmp_path):
+    bank = load_bank(bg_bank)
+    assert len(bank) == 927
+    with_bg = [m for m in bank.models if m.backgrounds]
+    assert [m.info.id for m in with_bg] == sorted(MODELS)
+    bg = with_bg[0].backgrounds[0]
+    assert bg.key == BackgroundKey(101, None, False)
+    s = bg.settings
+    assert s["genome"] == "small.fa" and len(s["genome_sha256"]) == 64
+    assert s["windows"] == 5000 and s["seed"] == 5 and s["source"] == "genome windows" and s["left_out_all_n"] > 0
+    again = tmp_path / "again.bank"
+    background(str(small_genome), bank=None, models=[MODELS[0]], bank_out=str(again), regions=None,
+               options=BackgroundOptions(windows=5000, seed=5, tail_fraction=0.01))
+    a = load_bank(again).models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
+    b = bank.models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
+    assert np.array_equal(a.scores, b.scores) and a.tail == b.tail
+
+
+def test_background_tables_match_the_scores_of_the_drawn_windows(small_genome):
+    """The table is the distribution of `score` on the drawn windows, exactly."""
+    from dbtools.bank.store import default_bank_path
+    from dbtools.engine.bank_engine import BankEngine
+    from dbtools.io.genome import Genome
+    from dbtools.significance.sampling import draw_windows, sampling_intervals
+
+    bank = load_bank(default_bank_path())
+    sub = bank.subset([bank.ids.index(MODELS[0])])
+    with Genome(str(small_genome)) as g:
+        codes, left_out = draw_windows(g, sampling_intervals(g, None), 101, 3000, 9)
+    assert codes.shape == (3000, 101) and not np.any((codes == 4).all(axis=1))
+    scores = BankEngine(sub).score(torch.from_numpy(codes))
+    tables = summarize(scores, 0.01)
+    ranked = np.sort(scores[:, 0].numpy())
+    assert tables.scores[0, 0] == ranked[0] and tables.scores[0, -1] == ranked[-30]
+
+
+def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, tmp_path, monkeypatch):
+    monkeypatch.setattr(compute, "_CHUNK_MODELS", 1)
+    out = tmp_path / "r.bank"
+    real = compute.summarize
+    calls = []
+
+    def fail_second(samples, fraction):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(samples, fraction)
+
+    monkeypatch.setattr(compute, "summarize", fail_second)
+    opts = BackgroundOptions(windows=5000, seed=1, tail_fraction=0.01)
+    with pytest.raises(KeyboardInterrupt):
+        background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None, options=opts)
+    assert not out.exists()
+    with pytest.raises(DbtoolsError, match="other settings"):
+        background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None,
+                   options=BackgroundOptions(windows=5000, seed=2, tail_fraction=0.01))
+    monkeypatch.setattr(compute, "summarize", real)
+    summary = background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None, options=opts)
+    assert (summary.computed, summary.resumed) == (1, 1)
+    assert not out.with_name("r.bank.background-parts").exists()
+    assert sum(bool(m.backgrounds) for m in load_bank(out).models) == 2
+
+
+def test_bad_background_options_are_usage_errors(small_genome, tmp_path):
+    for opts, fragment in ((BackgroundOptions(windows=10), "--windows"),
+                           (BackgroundOptions(tail_fraction=0.7), "--tail-fraction"),
+                           (BackgroundOptions(windows=20_000), "fewer than 50")):
+        with pytest.raises(UsageError, match=fragment):
+            background(str(small_genome), bank=None, models=MODELS, bank_out=str(tmp_path / "x.bank"),
+                       regions=None, options=opts)
+
+
+def test_schema_1_banks_still_load_and_damaged_backgrounds_do_not(bg_bank, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(bg_bank), framework="numpy") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if ".background" not in k}
+        doc = json.loads(f.metadata()["dbtools_bank"])
+    old = dict(doc, schema_version=1, models=[{k: v for k, v in r.items() if k != "backgrounds"} for r in doc["models"]])
+    path = tmp_path / "v1.bank"
+    save_file(tensors, str(path), metadata={"format": "dbtools-bank", "dbtools_bank": json.dumps(old)})
+    bank = load_bank(path)
+    assert len(bank) == 927 and not any(m.backgrounds for m in bank.models)
+
+    damaged = load_bank(bg_bank)
+    m = next(m for m in damaged.models if m.backgrounds)
+    bg = m.backgrounds[0]
+    m.backgrounds = [Background(bg.key, bg.scores[::-1].copy(), bg.log10_survival, bg.tail, bg.settings)]
+    with pytest.raises(DbtoolsError, match="not monotone"):
+        save_bank(damaged, tmp_path / "bad.bank")
+
+
+def test_cli_score_pvalue_and_log10(bg_bank):
+    seqs = f"{CTCF_PEAK}\n{CTCF_PEAK[::-1]}\n"
+    base = ("score", "-b", str(bg_bank), "-m", MODELS[0], "--device", "cpu")
+    p = dbtools(*base, "--pvalue", stdin=seqs)
+    lg = dbtools(*base, "--log10", stdin=seqs)
+    sc = dbtools(*base, stdin=seqs)
+    assert p.returncode == lg.returncode == sc.returncode == 0, p.stderr + lg.stderr
+    pv = [float(v) for v in p.stdout.split()[1:]]
+    lv = [float(v) for v in lg.stdout.split()[1:]]
+    assert all(0 < v <= 1 for v in pv)
+    assert np.allclose(-np.log10(pv), lv, atol=1e-3)
+    sv = [float(v) for v in sc.stdout.split()[1:]]
+    assert (sv[0] > sv[1]) == (pv[0] < pv[1])  # the CTCF peak is the more significant
+
+
+def test_cli_pvalue_errors_are_one_line(bg_bank, tmp_path):
+    base = ("score", "-b", str(bg_bank), "--device", "cpu")
+    proc = dbtools(*base, "-m", MODELS[0], "--pvalue", stdin="ACGTACGTAC\n")
+    assert_one_line_error(proc, 1, "(10 bp)", MODELS[0], "no background for window 10 bp", "dbtools background")
+    proc = dbtools(*base, "-m", "D00001.001", "--pvalue", stdin=CTCF_PEAK + "\n")
+    assert_one_line_error(proc, 1, "D00001.001", "it has: none", "dbtools background")
+    proc = dbtools(*base, "-m", MODELS[0], "--pvalue", "--average", stdin=CTCF_PEAK + "\n")
+    assert_one_line_error(proc, 1, MODELS[0], "--average on", "--average`")
+    proc = dbtools(*base, "-m", MODELS[0], "--pvalue", "--class-prob", stdin=CTCF_PEAK + "\n")
+    assert_one_line_error(proc, 2, "--class-prob")
+    proc = dbtools("background", str(tmp_path / "missing.fa"), "-b", str(bg_bank), "-o", str(tmp_path / "o.bank"))
+    assert_one_line_error(proc, 1, "missing.fa")

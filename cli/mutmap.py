@@ -39,6 +39,7 @@ def mutmap(
     average: options.Average = False,
     class_prob: Annotated[bool, typer.Option("--class-prob", help="Map sigmoid(score), the class probability.")] = False,
     device: options.Device = "auto",
+    threads: options.Threads = None,
 ) -> None:
     """Mutation maps: the score change of every single-base substitution, per sequence and model.
 
@@ -49,7 +50,7 @@ def mutmap(
         summary = run_mutmap(
             sequences, out_dir, regions=regions, genome=genome, bank=bank, models=models,
             options=ScoreOptions(window_size=window_size, average=average, class_prob=class_prob),
-            scale=scale, formats=fmts, device=resolve_device(device), progress=advance,
+            scale=scale, formats=fmts, device=resolve_device(device), threads=threads, progress=advance,
         )
     stderr.print(f"{summary.sequences:,} sequence(s) x {summary.models:,} model(s): "
                  f"{summary.files:,} file(s) in {out_dir}", highlight=False)

@@ -266,6 +266,34 @@ def test_bad_inputs_one_line_each(tmp_path):
                           "cannot create the output folder")
 
 
+def test_a_failed_run_leaves_no_maps(tmp_path, monkeypatch):
+    """Bad input in a later record: exit 1, one line, and none of the run's files (not even the
+    records mapped before it); what the folder held before stays."""
+    from dbtools.errors import DbtoolsError
+    from dbtools.mutmap import run
+
+    fa = tmp_path / "f.fa"
+    fa.write_text(">rec1\nACGTACGT\n>rec2\nACGTAC\nGTA9GG\n")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    assert_one_line_error(dbtools("mutmap", str(fa), "-m", CTCF_MODEL, "-o", str(out)), 1, "rec2", "'9'")
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    monkeypatch.setattr(run, "BATCH_CELLS", 1)  # a batch per record: rec1's files are written before rec2 fails
+    written = []
+    monkeypatch.setattr(run, "write_tsv", lambda path, *a: (written.append(path), path.write_text("x")))
+    with pytest.raises(DbtoolsError, match="rec2"):
+        run.mutmap(str(fa), str(out), models=[CTCF_MODEL])
+    assert [p.name for p in written] == [f"rec1.{CTCF_MODEL}.tsv"]
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    good = tmp_path / "g.fa"
+    good.write_text(">rec1\nACGTACGT\n>rec2\nACGTAC\n")
+    monkeypatch.undo()
+    summary = run.mutmap(str(good), str(out), models=[CTCF_MODEL], threads=1)
+    assert summary.files == 2
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", f"rec1.{CTCF_MODEL}.tsv", f"rec2.{CTCF_MODEL}.tsv"]
+
+
 def test_option_errors_are_raised_before_any_work(tmp_path):
     from dbtools.errors import DbtoolsError, UsageError
     from dbtools.mutmap.run import mutmap

@@ -290,19 +290,28 @@ SCALES = tuple(Scale)
 
 
 def mutation_map(mapper: MutationMapper, codes: np.ndarray, options: ScoreOptions = ScoreOptions(),
-                 scale: str = "none") -> MutationMap:
+                 scale: str = "none", threads: int | None = None) -> MutationMap:
     """The mutation map of one encoded sequence under every model of `mapper`.
 
     scale "none": delta = score(mutant) - score(wild type).
     scale "deepbind": the paper's scaling, (score(mutant) - score(wild type)) x max(0, wild type, mutant),
     so a substitution counts only when the wild type or the mutant scores above 0.
     """
-    wt, mut = mapper.scores(codes, options)
+    return mutation_maps(mapper, [codes], options, scale, threads)[0]
+
+
+def mutation_maps(mapper: MutationMapper, codes: list[np.ndarray], options: ScoreOptions = ScoreOptions(),
+                  scale: str = "none", threads: int | None = None) -> list[MutationMap]:
+    """`mutation_map` of several encoded sequences, computed together."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}")
+    return [_map_of(c, wt, mut, scale) for c, (wt, mut) in zip(codes, mapper.scores_many(codes, options, threads))]
+
+
+def _map_of(codes: np.ndarray, wt: np.ndarray, mut: np.ndarray, scale: str) -> MutationMap:
     delta = mut - wt[None, None, :]
     if scale == "deepbind":
         delta = delta * np.maximum(0, np.maximum(wt[None, None, :], mut))
-    elif scale != "none":
-        raise ValueError(f"unknown scale {scale!r}")
     known = codes < 4
     delta[np.flatnonzero(known), codes[known]] = 0
     return MutationMap(wild_type=wt, delta=delta.astype(np.float32), mutant=mut)

@@ -40,6 +40,9 @@ def vareffect(
         "--ref-mismatch", metavar=options.choices(RefMismatch),
         help="REF differs from the genome: warn = score with the genome's bases and set DBT_REFMISMATCH; "
              "skip = flag, leave unscored; error = stop.")] = RefMismatch.WARN,
+    pvalues: Annotated[bool, typer.Option(
+        "--pvalues", help="Also -log10 p of the REF and ALT windows against each model's background (`dbtools "
+                          "background`): DBT_<ID>_REF_LOG10P/_ALT_LOG10P keys, or RefLog10P|AltLog10P in DBT_CSQ.")] = False,
     device: options.Device = "auto",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Records scored per batch (memory grows with it, not with the VCF).")] = 1024,
@@ -54,7 +57,7 @@ def vareffect(
             vcf, genome, output, bank=bank, models=models, window=window,
             options=ScoreOptions(window_size=window_size, average=average), layout=info_layout,
             ref_mismatch_policy=ref_mismatch, device=resolve_device(device), command=command,
-            batch_size=batch_size, progress=advance,
+            batch_size=batch_size, progress=advance, pvalues=pvalues,
             warn=lambda msg: stderr.print(f"dbtools: warning: {msg}", markup=False, highlight=False, soft_wrap=True),
         )
     for line in summary.lines():

@@ -221,3 +221,45 @@ def test_cli_pvalue_errors_are_one_line(bg_bank, tmp_path):
     assert_one_line_error(proc, 2, "--class-prob")
     proc = dbtools("background", str(tmp_path / "missing.fa"), "-b", str(bg_bank), "-o", str(tmp_path / "o.bank"))
     assert_one_line_error(proc, 1, "missing.fa")
+
+
+@pytest.mark.parametrize("layout", ["keys", "csq"])
+def test_vareffect_pvalues_are_the_lookups_of_the_ref_and_alt_scores(bg_bank, tmp_path, layout):
+    from dbtools.engine.options import ScoreOptions
+    from dbtools.significance.lookup import background_tables
+    from dbtools.vareffect.run import vareffect
+
+    vcf = shared_path("vcf", "deepfind_derived_promoter_snvs_chr20_b37.vcf")
+    lines = vcf.read_text().splitlines()
+    small = tmp_path / "in.vcf"
+    small.write_text("\n".join([ln for ln in lines if ln.startswith("#")] + [ln for ln in lines if not ln.startswith("#")][:20]) + "\n")
+    out = tmp_path / "out.vcf"
+    vareffect(str(small), str(shared_path("genome", "20.fa.gz")), str(out), bank=str(bg_bank), models=MODELS,
+              window=None, options=ScoreOptions(), layout=layout, pvalues=True)
+    text = out.read_text()
+    bank = load_bank(bg_bank).subset([load_bank(bg_bank).ids.index(i) for i in MODELS])
+    tables = background_tables(bank, ScoreOptions())
+    body = [ln.split("\t")[7] for ln in text.splitlines() if not ln.startswith("#")]
+    assert len(body) == 20
+    checked = 0
+    for info in body:
+        if layout == "keys":
+            kv = dict(p.split("=", 1) for p in info.split(";") if "=" in p)
+            for j, k in enumerate(["DBT_D00328_003", "DBT_D00210_001"]):
+                ref, alt = float(kv[f"{k}_REF"]), float(kv[f"{k}_ALT"])
+                ref_lp, alt_lp = float(kv[f"{k}_REF_LOG10P"]), float(kv[f"{k}_ALT_LOG10P"])
+                x = torch.tensor([[ref, ref], [alt, alt]], dtype=torch.float32)
+                want = -log10_pvalues(x, tables)[:, j].numpy()
+                assert np.allclose([ref_lp, alt_lp], want, atol=1e-3)  # the scores are printed rounded
+                assert (ref >= alt) == (ref_lp >= alt_lp - 1e-6)
+                checked += 1
+        else:
+            entries = info.split("DBT_CSQ=")[1].split(",")
+            assert all(len(e.split("|")) == 8 for e in entries)
+            checked += len(entries)
+    assert checked >= 20
+    if layout == "keys":
+        assert "##INFO=<ID=DBT_D00328_003_REF_LOG10P,Number=1,Type=Float" in text
+        assert "##INFO=<ID=DBT_D00328_003_ALT_LOG10P,Number=A,Type=Float" in text
+    else:
+        assert "Format: Allele|Model|Ref|Alt|Diff|RefLog10P|AltLog10P|Consequence" in text

@@ -11,6 +11,11 @@ Two INFO layouts carry per-allele, per-model scores:
   format in the header's Description (`bcftools +split-vep -a DBT_CSQ` reads it; the last,
   empty field is named Consequence because split-vep requires one).
 
+With p-values (`vareffect --pvalues`), each model also gets ``DBT_<ID>_REF_LOG10P`` (Number=1)
+and ``DBT_<ID>_ALT_LOG10P`` (Number=A): -log10 of the p-value of the REF and ALT windows'
+scores against the model's background; in the ``csq`` layout each entry gains the fields
+``RefLog10P|AltLog10P`` before Consequence.
+
 Outputs: '-' (plain VCF on stdout), ``.vcf``, ``.vcf.gz``/``.vcf.bgz`` (BGZF with a tabix
 index beside it) and ``.bcf`` (a text spool converted by cyvcf2, with any contig, INFO, FILTER
 or FORMAT the records use but the header lacks declared first, as BCF requires). Files are
@@ -42,6 +47,7 @@ CSQ_KEY = "DBT_CSQ"
 MISMATCH_KEY = "DBT_REFMISMATCH"
 # a trailing empty Consequence: bcftools +split-vep (1.16 at least) requires a field of that name
 CSQ_FIELDS = ("Allele", "Model", "Ref", "Alt", "Diff", "Consequence")
+CSQ_FIELDS_PVALUES = ("Allele", "Model", "Ref", "Alt", "Diff", "RefLog10P", "AltLog10P", "Consequence")
 
 
 class InfoLayout(enum.StrEnum):
@@ -102,12 +108,14 @@ class ModelColumn:
 class InfoFormatter:
     """Formats the INFO additions of records and the header lines that declare them."""
 
-    def __init__(self, models: list[ModelColumn], layout: str, digits: int = 6):
+    def __init__(self, models: list[ModelColumn], layout: str, digits: int = 6, pvalues: bool = False):
         self.models = models
         self.layout = layout
+        self.pvalues = pvalues
         self.keys = model_keys([m.id for m in models])
         self.fmt = f"%.{digits}f"
-        self.ours = {MISMATCH_KEY, CSQ_KEY} | {k + s for k in self.keys for s in ("_REF", "_ALT", "_DIFF")}
+        self.ours = {MISMATCH_KEY, CSQ_KEY} | {k + s for k in self.keys
+                                               for s in ("_REF", "_ALT", "_DIFF", "_REF_LOG10P", "_ALT_LOG10P")}
 
     def header_lines(self, version: str, command: str, settings: str) -> list[str]:
         lines = [f"##dbtools_version={version}", f"##dbtools_command={command}",
@@ -118,9 +126,12 @@ class InfoFormatter:
         lines.append(f'##INFO=<ID={MISMATCH_KEY},Number=0,Type=Flag,Description="REF differs from the genome; '
                      f'dbtools scored the windows with the genome\'s bases">')
         if self.layout == "csq":
+            pv = (", RefLog10P and AltLog10P = -log10 p of each against the model's background"
+                  if self.pvalues else "")
+            fields = CSQ_FIELDS_PVALUES if self.pvalues else CSQ_FIELDS
             lines.append(f'##INFO=<ID={CSQ_KEY},Number=.,Type=String,Description="dbtools binding scores of the '
-                         f'reference and alternative windows centred on the variant, and Diff = Alt - Ref, per '
-                         f'ALT allele and model. Format: {"|".join(CSQ_FIELDS)}">')
+                         f'reference and alternative windows centred on the variant, and Diff = Alt - Ref{pv}, per '
+                         f'ALT allele and model. Format: {"|".join(fields)}">')
             return lines
         for m, k in zip(self.models, self.keys):
             what = f"{m.id} ({m.protein}, {m.experiment})"
@@ -131,49 +142,64 @@ class InfoFormatter:
                 f'{m.window}-bp window with each ALT allele applied, centred">',
                 f'##INFO=<ID={k}_DIFF,Number=A,Type=Float,Description="dbtools {what}: ALT score - REF score">',
             ]
+            if self.pvalues:
+                lines += [
+                    f'##INFO=<ID={k}_REF_LOG10P,Number=1,Type=Float,Description="dbtools {what}: -log10 p-value '
+                    f'of the reference window\'s score against the model\'s background">',
+                    f'##INFO=<ID={k}_ALT_LOG10P,Number=A,Type=Float,Description="dbtools {what}: -log10 p-value '
+                    f'of each ALT window\'s score against the model\'s background">',
+                ]
         return lines
 
     def info(self, old: str, alts: list[str], ref: np.ndarray | None, alt: list[np.ndarray | None],
-             mismatch: bool) -> str:
+             mismatch: bool, ref_log10p: np.ndarray | None = None,
+             alt_log10p: list[np.ndarray | None] | None = None) -> str:
         """The INFO column: `old` without keys of ours, then the flag and the scores.
 
         `ref` [M] is the REF window's scores (None: record not scored); alt[i] [M] those of
-        ALT allele i (None: allele not scored).
+        ALT allele i (None: allele not scored); with p-values, `ref_log10p` and `alt_log10p`
+        hold -log10 p in the same shapes.
         """
         parts = [] if old in ("", MISSING) else [p for p in old.split(";") if p.split("=", 1)[0] not in self.ours]
         if mismatch:
             parts.append(MISMATCH_KEY)
         if ref is not None:
-            parts.extend(self._csq(alts, ref, alt) if self.layout == "csq" else self._keys(ref, alt))
+            lp = (ref_log10p, alt_log10p) if self.pvalues else None
+            parts.extend(self._csq(alts, ref, alt, lp) if self.layout == "csq" else self._keys(ref, alt, lp))
         return ";".join(parts) if parts else MISSING
 
-    def _keys(self, ref: np.ndarray, alt: list[np.ndarray | None]) -> list[str]:
-        fmt = self.fmt
-        ref_t = [fmt % v for v in ref.tolist()]
-        alt_t, diff_t = [], []
-        for a in alt:
-            if a is None:
-                alt_t.append([MISSING] * len(ref_t))
-                diff_t.append([MISSING] * len(ref_t))
-            else:
-                alt_t.append([fmt % v for v in a.tolist()])
-                diff_t.append([fmt % v for v in (a - ref).tolist()])
+    def _texts(self, values: list[np.ndarray | None], n: int) -> list[list[str]]:
+        """Per allele, its M values as text ('.' for an allele not scored)."""
+        return [[MISSING] * n if v is None else [self.fmt % x for x in v.tolist()] for v in values]
+
+    def _keys(self, ref: np.ndarray, alt: list[np.ndarray | None], log10p=None) -> list[str]:
+        ref_t = [self.fmt % v for v in ref.tolist()]
+        alt_t = self._texts(alt, len(ref_t))
+        diff_t = self._texts([None if a is None else a - ref for a in alt], len(ref_t))
+        if log10p is not None:
+            ref_lp_t = [self.fmt % v for v in log10p[0].tolist()]
+            alt_lp_t = self._texts(log10p[1], len(ref_t))
         out = []
         for j, k in enumerate(self.keys):
             out.append(f"{k}_REF={ref_t[j]}")
             out.append(f"{k}_ALT=" + ",".join(t[j] for t in alt_t))
             out.append(f"{k}_DIFF=" + ",".join(t[j] for t in diff_t))
+            if log10p is not None:
+                out.append(f"{k}_REF_LOG10P={ref_lp_t[j]}")
+                out.append(f"{k}_ALT_LOG10P=" + ",".join(t[j] for t in alt_lp_t))
         return out
 
-    def _csq(self, alts: list[str], ref: np.ndarray, alt: list[np.ndarray | None]) -> list[str]:
+    def _csq(self, alts: list[str], ref: np.ndarray, alt: list[np.ndarray | None], log10p=None) -> list[str]:
         fmt = self.fmt
         ref_t = [fmt % v for v in ref.tolist()]
         entries = []
-        for allele, a in zip(alts, alt):
+        for i, (allele, a) in enumerate(zip(alts, alt)):
             if a is None:
                 continue
-            for m, r, av, d in zip(self.models, ref_t, a.tolist(), (a - ref).tolist()):
-                entries.append(f"{allele}|{m.id}|{r}|{fmt % av}|{fmt % d}|")
+            extra = ([f"{fmt % r}|{fmt % x}|" for r, x in zip(log10p[0].tolist(), log10p[1][i].tolist())]
+                     if log10p is not None else [""] * len(ref_t))
+            for m, r, av, d, e in zip(self.models, ref_t, a.tolist(), (a - ref).tolist(), extra):
+                entries.append(f"{allele}|{m.id}|{r}|{fmt % av}|{fmt % d}|{e}")
         return [f"{CSQ_KEY}=" + ",".join(entries)] if entries else []
 
 

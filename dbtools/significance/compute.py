@@ -25,8 +25,9 @@ from dbtools.io.genome import Genome
 from dbtools.significance.sampling import describe_source, draw_windows, sampling_intervals
 from dbtools.significance.tables import Tables, summarize
 
-# background windows per model: enough for ~20 windows beyond p = 1e-4 (the tail answers lower)
-DEFAULT_WINDOWS = 200_000
+# background windows per model: on held-out chr20 windows 1e5 kept as many models within 2x of
+# alpha = 1e-3 and 1e-4 as 2e5, and 5e4 fewer (docs/significance.md)
+DEFAULT_WINDOWS = 100_000
 # the tail is fitted to the top 0.1% of the windows: on held-out chr20 windows it kept more
 # models within 2x of alpha = 1e-4 than 1% or 0.3% did (docs/significance.md)
 DEFAULT_TAIL_FRACTION = 0.001

@@ -34,6 +34,8 @@ from dbtools.score import score_codes
 from dbtools.bank.selection import open_selected
 from dbtools.io.vcf_read import VcfRecord, is_sequence_allele, open_vcf
 from dbtools.io.vcf_write import InfoFormatter, ModelColumn, choose_layout, open_vcf_output
+from dbtools.significance.lookup import background_tables
+from dbtools.significance.tables import Tables, log10_pvalues
 
 
 
@@ -188,7 +190,8 @@ class _Annotator:
     """Decides each record's plan, builds its windows and formats its INFO column."""
 
     def __init__(self, genome: Genome, scorer: VariantScorer, formatter: InfoFormatter, policy: str,
-                 summary: VarEffectSummary, warn: Callable[[str], None]):
+                 summary: VarEffectSummary, warn: Callable[[str], None], tables: Tables | None = None):
+        self.tables = tables  # the models' backgrounds when -log10 p is written
         self.genome = genome
         self.reference = _Reference(genome)
         self.scorer = scorer
@@ -261,6 +264,9 @@ class _Annotator:
                     for i in p.alleles:
                         alt_w[w].append(centred_window(fetch, p.start, R, p.record.alts[i].upper(), w))
             ref_scores, alt_scores = self.scorer.score(ref_w, alt_w, np.array(owner, dtype=np.int64))
+            if self.tables is not None:
+                ref_lp, alt_lp = (0.0 - log10_pvalues(torch.from_numpy(s), self.tables).numpy()
+                                  for s in (ref_scores, alt_scores))
         lines = []
         r = a = 0
         fmt = self.formatter
@@ -269,10 +275,14 @@ class _Annotator:
             f = rec.fields
             if p.alleles:
                 alts: list[np.ndarray | None] = [None] * len(rec.alts)
+                alts_lp: list[np.ndarray | None] = [None] * len(rec.alts)
                 for i in p.alleles:
                     alts[i] = alt_scores[a]
+                    if self.tables is not None:
+                        alts_lp[i] = alt_lp[a]
                     a += 1
-                f[7] = fmt.info(f[7], rec.alts, ref_scores[r], alts, p.mismatch)
+                f[7] = fmt.info(f[7], rec.alts, ref_scores[r], alts, p.mismatch,
+                                ref_lp[r] if self.tables is not None else None, alts_lp)
                 r += 1
                 self.summary.annotated += 1
                 self.summary.alleles_scored += len(p.alleles)
@@ -292,8 +302,9 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
               window: int | None, options: ScoreOptions, layout: str = "auto", ref_mismatch_policy: str = "warn",
               device: torch.device | str = "cpu", command: str = "dbtools vareffect", batch_size: int = 1024,
               progress: Callable[[int], None] | None = None,
-              warn: Callable[[str], None] = lambda msg: None) -> VarEffectSummary:
+              warn: Callable[[str], None] = lambda msg: None, pvalues: bool = False) -> VarEffectSummary:
     """Annotate every record of `vcf` with its alleles' scores; write the VCF to `out` ('-' = stdout).
+    With `pvalues`, also -log10 p of the REF and ALT windows against each model's background.
 
     Raises DbtoolsError when no record lies on a contig of the genome.
     """
@@ -307,18 +318,19 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
             raise DbtoolsError(f"{out}: cannot write: it is a folder (give a file name ending .vcf, .vcf.gz or .bcf)")
     genome = Genome(genome_path)
     selected = open_selected(bank, models)
+    tables = background_tables(selected, options, window, where="--pvalues") if pvalues else None
     scorer = VariantScorer(selected, device, options, window)
     columns = [ModelColumn(m.info.id, m.info.protein, m.info.experiment, m.info.genomic_window(window))
                for m in selected.models]
     layout = choose_layout(layout, len(selected))
-    formatter = InfoFormatter(columns, layout)
+    formatter = InfoFormatter(columns, layout, pvalues=pvalues)
     summary = VarEffectSummary(layout=layout, models=len(selected))
     with genome, open_vcf(vcf) as (header, records):
         # drop header lines of an earlier dbtools run whose keys this run writes again
         ours = formatter.ours
         header.meta = [ln for ln in header.meta if not (
             ln.startswith("##dbtools_") or (ln.startswith("##INFO=<ID=") and ln[11:].split(",", 1)[0] in ours))]
-        annotator = _Annotator(genome, scorer, formatter, ref_mismatch_policy, summary, warn)
+        annotator = _Annotator(genome, scorer, formatter, ref_mismatch_policy, summary, warn, tables)
         extra = formatter.header_lines(__version__, command,
                                        settings_text(window, options, layout, ref_mismatch_policy, genome_path))
         with open_vcf_output(out) as writer:

@@ -61,5 +61,12 @@ def evaluate(data_paths: list[str], out: TextIO, *, bank: str | None, models: li
             else:
                 row |= {"auc": "", "auprc": "", "pearson": pearson(ds.targets, s), "spearman": spearman(ds.targets, s)}
             results.append(row)
-            out.write("\t".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + "\n")
+            out.write("\t".join(_cell(row[c]) for c in COLUMNS) + "\n")
     return results
+
+
+def _cell(value) -> str:
+    """A TSV cell: metrics with 4 decimals, NA where a metric is undefined (constant scores)."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if np.isfinite(value) else "NA"
+    return str(value)

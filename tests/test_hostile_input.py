@@ -94,6 +94,17 @@ def _int32_detectors(doc: dict, tensors: dict) -> None:
     tensors["0.detectors"] = tensors["0.detectors"].astype(np.int32)
 
 
+def params(**change: str) -> bytes:
+    """A DeepBind params file of a 1x1 detector model, fields replaced or (key=None) appended."""
+    fields = {"reverse_complement": "0", "num_detectors": "1", "detector_len": "1", "has_avg_pooling": "0",
+              "num_hidden": "0", "detectors": "0.1,0.2,0.3,0.4", "thresholds": "0", "weights1": "1",
+              "biases1": "0", "weights2": "", "biases2": ""}
+    fields.update(change)
+    return "".join(f"{k.removesuffix('_again')} = {v}\n" for k, v in fields.items()).encode()
+
+
+DB_TSV = b"ID\tProtein\nD1\tX\n"
+
 # --- the table ---------------------------------------------------------------------------------
 
 Input = bytes | Callable[[Path], None]
@@ -140,6 +151,30 @@ CASES = [
          r"^adir: cannot write: it is a folder", {"adir/x": b""}),
     Case("import-deepbind -o a folder", ("import-deepbind", "db.tsv", "params", "-o", "adir"), 1,
          r"^adir: cannot write: it is a folder", {"db.tsv": b"ID\n", "params/x": b"", "adir/x": b""}),
+    # training data a model cannot learn from or be judged on
+    Case("train: all targets 0", ("train", "d.tsv", "-o", "o.bank", "--steps", "1", "--device", "cpu"), 1,
+         r"^d\.tsv: all targets are 0: classification needs both classes", {"d.tsv": SEQS.replace(b"\n", b"\t0\n")},
+         ("o.bank", "o.bank.ckpt")),
+    Case("train: constant regression targets", ("train", "d.tsv", "-o", "o.bank", "--steps", "1", "--device", "cpu"),
+         1, r"^d\.tsv: all targets are 0\.5: regression needs targets that vary",
+         {"d.tsv": SEQS.replace(b"\n", b"\t0.5\n")}, ("o.bank", "o.bank.ckpt")),
+    Case("evaluate: single-class data", ("evaluate", "d.tsv", "-m", CTCF, "--device", "cpu"), 1,
+         r"^d\.tsv: all targets are 0: classification needs both classes", {"d.tsv": SEQS.replace(b"\n", b"\t0\n")}),
+    # vareffect windows
+    Case("vareffect --window beyond every contig", ("vareffect", "v.vcf", "-g", "g.fa", "-m", CTCF, "-w", "3001",
+                                                    "-o", "o.vcf"), 2,
+         r"^--window 3,001 is longer than the longest contig of g\.fa \(3,000 bp\)",
+         {"g.fa": GENOME, "v.vcf": VCF_HEAD + b"c1\t100\t.\tA\tC\t.\t.\t.\n"}, ("o.vcf*",)),
+    # DeepBind params files
+    Case("import-deepbind: a field twice", ("import-deepbind", "db.tsv", "params", "-o", "o.bank"), 1,
+         r"^params/D1\.txt:12: field 'biases1' given twice \(first on line 9\)$",
+         {"db.tsv": DB_TSV, "params/D1.txt": params(biases1_again="2")}, ("o.bank", ".o.bank*")),
+    Case("import-deepbind: a NaN weight", ("import-deepbind", "db.tsv", "params", "-o", "o.bank"), 1,
+         r"^params/D1\.txt:8: field 'weights1' has a non-finite value \(nan\)$",
+         {"db.tsv": DB_TSV, "params/D1.txt": params(weights1="nan")}, ("o.bank",)),
+    Case("import-deepbind: a short array", ("import-deepbind", "db.tsv", "params", "-o", "o.bank"), 1,
+         r"^params/D1\.txt:6: field 'detectors' has 3 values, expected 4$",
+         {"db.tsv": DB_TSV, "params/D1.txt": params(detectors="1,2,3")}, ("o.bank",)),
     # option bounds are one line, exit 2 (no box)
     Case("score --window-size 0", (*SCORE, "--window-size", "0", "s.seq"), 2, r"--window-size.*see 'dbtools score -h'",
          {"s.seq": SEQS}),
@@ -226,3 +261,31 @@ def test_a_closed_stdout_exits_141_in_silence(tmp_path):
     proc = shell(f"dbtools score s.seq -m {CTCF} --echo --device cpu | head -1", tmp_path)
     assert proc.returncode == 141, proc.stderr
     assert proc.stdout.startswith("sequence\t") and proc.stderr == ""
+
+
+def test_vareffect_batches_records_by_window_bases(tmp_path, monkeypatch):
+    """A long --window means fewer records a batch (memory bound by bases, not records), and the
+    output does not depend on where batches are cut."""
+    from dbtools.engine.options import ScoreOptions
+    from dbtools.vareffect import run as vareffect_run
+
+    (tmp_path / "g.fa").write_bytes(GENOME)
+    body = b"".join(b"c1\t%d\t.\tA\tC,G\t.\t.\t.\n" % p for p in range(100, 2900, 200))
+    (tmp_path / "v.vcf").write_bytes(VCF_HEAD + body)
+    batches: list[int] = []
+    annotate = vareffect_run._Annotator.annotate
+    monkeypatch.setattr(vareffect_run._Annotator, "annotate",
+                        lambda self, records: batches.append(len(records)) or annotate(self, records))
+
+    def run(out: str) -> str:
+        vareffect_run.vareffect(str(tmp_path / "v.vcf"), str(tmp_path / "g.fa"), str(tmp_path / out), bank=None,
+                                models=[CTCF], window=2000, options=ScoreOptions(), command="test")
+        return (tmp_path / out).read_text()
+
+    whole = run("whole.vcf")
+    assert batches == [14]
+    per_record = 2000 * vareffect_run._BYTES_PER_BASE * 3  # REF and two ALTs, one width, fused kernel or not
+    monkeypatch.setattr(vareffect_run, "_BATCH_BYTES", 4 * per_record)
+    batches.clear()
+    assert run("cut.vcf") == whole
+    assert max(batches) <= 4 and sum(batches) == 14

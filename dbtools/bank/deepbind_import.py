@@ -32,6 +32,8 @@ def parse_params(path: str | Path) -> tuple[Architecture, dict[str, np.ndarray]]
         if "=" not in line:
             raise DbtoolsError(f"{path}:{lineno}: expected 'name = values', got {line[:40]!r}")
         key, value = (s.strip() for s in line.split("=", 1))
+        if key in fields:
+            raise DbtoolsError(f"{path}:{lineno}: field '{key}' given twice (first on line {fields[key][0]})")
         fields[key] = (lineno, value)
     missing = [k for k in HEADER_FIELDS + ARRAY_FIELDS if k not in fields]
     if missing:
@@ -60,6 +62,9 @@ def parse_params(path: str | Path) -> tuple[Architecture, dict[str, np.ndarray]]
             flat = np.array([float(v) for v in value.split(",")] if value else [], dtype=np.float64)
         except ValueError:
             raise DbtoolsError(f"{path}:{lineno}: field '{key}' has a non-numeric value") from None
+        if not np.all(np.isfinite(flat)):
+            bad = flat[~np.isfinite(flat)][0]
+            raise DbtoolsError(f"{path}:{lineno}: field '{key}' has a non-finite value ({bad})")
         if flat.size != int(np.prod(shape)):
             raise DbtoolsError(
                 f"{path}:{lineno}: field '{key}' has {flat.size} values, expected {int(np.prod(shape))}")

@@ -10,6 +10,7 @@ fraction of the training rows (`val_fraction`) is held out to choose the best ch
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -348,6 +349,7 @@ def _candidate(p: Prepared, task: Task, result: GroupResult, g: int, run: RunOpt
         metrics |= {"validation_loss": float(result.val_loss[at, g]),
                     ("validation_auc" if p.task.classification else "validation_pearson"): metric}
         rank = metrics["validation_loss"] if p.task.classification else -np.nan_to_num(metric, nan=-np.inf)
+    metrics = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN: null
     arch = Architecture(detector_len=hyper.detector_len, num_detectors=DETECTORS, reverse_complement=True,
                         avg_pooling=hyper.avg_pooling, num_hidden=hyper.num_hidden)
     info = ModelInfo(

@@ -295,4 +295,15 @@ def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows:
         origin = np.concatenate([np.arange(len(seqs)), np.asarray(made_from, dtype=np.int64)])
         seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
         sources.append({"negatives": how, "count": len(neg), **extra, "seed": seed})
+    _check_targets(path, task, values)
     return Dataset(seqs, values, task, sources, origin)
+
+
+def _check_targets(path: str, task: str, values: np.ndarray) -> None:
+    """Targets a model can learn from and be judged on: both classes, or values that vary (AUC
+    and Pearson are undefined otherwise, and training would write a bank of NaN metrics)."""
+    if task == "classification" and not ((values == 0).any() and (values == 1).any()):
+        only = int(values[0])
+        raise DbtoolsError(f"{path}: all targets are {only}: classification needs both classes (0 and 1)")
+    if task == "regression" and (len(values) < 2 or values.min() == values.max()):
+        raise DbtoolsError(f"{path}: all targets are {values[0]:g}: regression needs targets that vary")

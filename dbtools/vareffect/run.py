@@ -49,6 +49,10 @@ class RefMismatch(enum.StrEnum):
 
 REF_MISMATCH_POLICIES = tuple(RefMismatch)
 _BLOCK = 1 << 20  # genome bases fetched at a time
+# memory a batch of records may take: records are batched by their window bases, not counted, so a
+# long --window means fewer records a batch (1 GiB held 1,000 records of 1-Mbp windows under 2 GB)
+_BATCH_BYTES = 1 << 30
+_BYTES_PER_BASE = 24  # window text, its codes and their int64 copies in the scorer
 _MARGIN = 1 << 14  # bases kept before a block's first request (window flanks)
 
 
@@ -147,6 +151,14 @@ class VariantScorer:
         self.n_models = len(bank)
         self.groups = [(w, np.array(idx), BankEngine(bank.subset(idx), device))
                        for w, idx in bank.by_genomic_window(window).items()]
+        self.widths = sorted({w for w, _, _ in self.groups})
+
+    def bytes_per_record_allele(self) -> int:
+        """Memory one window sequence of every width takes while it is scored: its bases, and, off
+        the fused CPU kernel, each window's score per model of the largest group (both strands)."""
+        fused = all(e.fused_scores(g) for _, _, e in self.groups for g in e.groups)
+        per_base = _BYTES_PER_BASE + (0 if fused else 8 * max(g.size for _, _, e in self.groups for g in e.groups))
+        return sum(self.widths) * per_base
 
     def score(self, ref_windows: dict[int, list[str]], alt_windows: dict[int, list[str]], owner: np.ndarray):
         """Window strings per width (alt_windows[w][i] a variant of ref_windows[w][owner[i]])
@@ -200,7 +212,7 @@ class _Annotator:
         self.summary = summary
         self.warn = warn
         self.contig_of: dict[str, str | None] = {}
-        self.widths = sorted({w for w, _, _ in scorer.groups})
+        self.widths = scorer.widths
 
     def plan(self, rec: VcfRecord) -> _Plan:
         s = self.summary
@@ -317,6 +329,11 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
         if Path(out).is_dir():
             raise DbtoolsError(f"{out}: cannot write: it is a folder (give a file name ending .vcf, .vcf.gz or .bcf)")
     genome = Genome(genome_path)
+    longest = max(genome.sizes.values())
+    if window is not None and window > longest:
+        genome.close()
+        raise UsageError(f"--window {window:,} is longer than the longest contig of {genome_path} "
+                         f"({longest:,} bp): the windows would be mostly N")
     selected = open_selected(bank, models)
     tables = background_tables(selected, options, window, where="--pvalues") if pvalues else None
     scorer = VariantScorer(selected, device, options, window)
@@ -336,13 +353,16 @@ def vareffect(vcf: str, genome_path: str, out: str, *, bank: str | None, models:
         with open_vcf_output(out) as writer:
             writer.header(header, extra)
             batch: list[VcfRecord] = []
+            per_window, batch_bytes = scorer.bytes_per_record_allele(), 0
             for rec in records:
-                batch.append(rec)
-                if len(batch) >= batch_size:
+                cost = per_window * (1 + len(rec.alts))
+                if batch and (len(batch) >= batch_size or batch_bytes + cost > _BATCH_BYTES):
                     writer.records(annotator.annotate(batch))
                     if progress:
                         progress(len(batch))
-                    batch = []
+                    batch, batch_bytes = [], 0
+                batch.append(rec)
+                batch_bytes += cost
             if batch:
                 writer.records(annotator.annotate(batch))
                 if progress:

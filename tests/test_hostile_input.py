@@ -160,6 +160,13 @@ CASES = [
          {"d.tsv": SEQS.replace(b"\n", b"\t0.5\n")}, ("o.bank", "o.bank.ckpt")),
     Case("evaluate: single-class data", ("evaluate", "d.tsv", "-m", CTCF, "--device", "cpu"), 1,
          r"^d\.tsv: all targets are 0: classification needs both classes", {"d.tsv": SEQS.replace(b"\n", b"\t0\n")}),
+    # genome FASTAs
+    Case("scan: stale .fai", ("scan", "g.fa", "-m", CTCF, "-o", "out"), 1,
+         r"^g\.fa\.fai: stale index: it places c1 past the end of g\.fa; delete it",
+         {"g.fa": GENOME, "g.fa.fai": b"c1\t9000\t4\t9000\t9001\n"}, ("out/*", "out/.*")),
+    Case("scan: plain gzip FASTA", ("scan", "g.fa.gz", "-m", CTCF, "-o", "out"), 1,
+         r"^g\.fa\.gz: plain gzip, not BGZF: recompress it with bgzip", {"g.fa.gz": gzip.compress(GENOME)},
+         ("out/*", "out/.*", "g.fa.gz.fai")),
     # vareffect windows
     Case("vareffect --window beyond every contig", ("vareffect", "v.vcf", "-g", "g.fa", "-m", CTCF, "-w", "3001",
                                                     "-o", "o.vcf"), 2,
@@ -289,3 +296,35 @@ def test_vareffect_batches_records_by_window_bases(tmp_path, monkeypatch):
     batches.clear()
     assert run("cut.vcf") == whole
     assert max(batches) <= 4 and sum(batches) == 14
+
+
+def test_a_bcf_without_index_and_a_stale_bgzf_index_say_nothing_from_htslib(tmp_path, capfd):
+    """htslib's own `[E::...]` lines never reach stderr: a BCF read without an index is no problem,
+    and a BGZF FASTA whose .fai is stale is one dbtools error."""
+    import pysam
+
+    from dbtools.errors import DbtoolsError
+    from dbtools.io.genome import Genome
+    from dbtools.io.vcf_read import open_vcf
+
+    (tmp_path / "v.vcf").write_bytes(VCF_HEAD + b"c1\t100\t.\tA\tC\t.\t.\t.\n")
+    with pysam.VariantFile(str(tmp_path / "v.vcf")) as src, \
+            pysam.VariantFile(str(tmp_path / "v.bcf"), "wb", header=src.header) as dst:
+        for rec in src:
+            dst.write(rec)
+    capfd.readouterr()
+    with open_vcf(str(tmp_path / "v.bcf")) as (_, records):
+        assert [r.pos for r in records] == [100]
+    fa = tmp_path / "g.fa.gz"
+    pysam.tabix_compress(str(_write(tmp_path / "g.fa", GENOME)), str(fa))
+    Genome(fa).close()  # builds the index
+    fai = Path(str(fa) + ".fai")
+    fai.write_text(fai.read_text().replace("\t3000\t", "\t4000\t", 1))
+    with Genome(fa) as g, pytest.raises(DbtoolsError, match=r"cannot read c1:.*stale"):
+        g.fetch("c1", 0, 4000)
+    assert "[E::" not in capfd.readouterr().err
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

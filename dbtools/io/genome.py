@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dbtools.io.contigs import reconcile
 from dbtools.errors import DbtoolsError
+from dbtools.io.contigs import reconcile
+from dbtools.io.htslib import quiet_pysam
+from dbtools.io.streams import GZIP_MAGIC
 
 
 class Genome:
     """An indexed FASTA; `fetch` pads with N past contig ends."""
 
     def __init__(self, path: str | os.PathLike):
-        import pysam
-
+        pysam = quiet_pysam()
         self.path = str(path)
         p = Path(self.path)
         if self.path == "-":
@@ -34,6 +35,9 @@ class Genome:
         if not has_index and not os.access(p.parent, os.W_OK):
             raise DbtoolsError(f"{self.path}: no index ({p.name}.fai) and its folder is not writable to build one; "
                                f"run `samtools faidx {self.path}` where you can write")
+        _check_not_plain_gzip(self.path)
+        if has_index:
+            _check_index(self.path)
         try:
             self._fa = pysam.FastaFile(self.path)
         except (OSError, ValueError) as e:
@@ -64,7 +68,14 @@ class Genome:
         lo, hi = max(0, start), min(size, end)
         if hi <= lo:
             return "N" * (end - start)
-        return "N" * (lo - start) + self._fa.fetch(contig, lo, hi) + "N" * (end - hi)
+        try:
+            bases = self._fa.fetch(contig, lo, hi)
+        except (OSError, ValueError):
+            bases = ""
+        if len(bases) != hi - lo:
+            raise DbtoolsError(f"{self.path}: cannot read {contig}:{lo + 1}-{hi}; its index {self.path}.fai is "
+                               f"stale or the file is damaged: delete the .fai to rebuild it")
+        return "N" * (lo - start) + bases + "N" * (end - hi)
 
     def close(self) -> None:
         self._fa.close()
@@ -74,3 +85,34 @@ class Genome:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _check_not_plain_gzip(path: str) -> None:
+    """A gzip FASTA must be BGZF (gzip blocks with a 'BC' extra field) for random access."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:2] == GZIP_MAGIC and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+        raise DbtoolsError(f"{path}: plain gzip, not BGZF: recompress it with bgzip "
+                           f"(zcat {path} | bgzip > new.fa.gz)")
+
+
+def _check_index(path: str) -> None:
+    """A `.fai` that claims more bytes than a plain FASTA holds is stale (the FASTA changed after it)."""
+    with open(path, "rb") as f:
+        if f.read(2) == GZIP_MAGIC:
+            return  # BGZF: offsets are virtual; `fetch` finds a stale index
+    size = os.path.getsize(path)
+    fai = path + ".fai"
+    try:
+        with open(fai) as f:
+            rows = [line.split("\t") for line in f if line.strip()]
+        # the byte after each contig's last base: offset + (length - 1) bases placed in lines of r[3]
+        # bases that take r[4] bytes each
+        ends = {r[0]: int(r[2]) + ((int(r[1]) - 1) // int(r[3])) * int(r[4]) + (int(r[1]) - 1) % int(r[3]) + 1
+                for r in rows if int(r[1]) > 0}
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        raise DbtoolsError(f"{fai}: not a FASTA index: delete it to rebuild it") from None
+    for contig, end in ends.items():
+        if end > size:
+            raise DbtoolsError(f"{fai}: stale index: it places {contig} past the end of {path}; "
+                               f"delete it to rebuild it")

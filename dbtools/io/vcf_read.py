@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbtools.errors import DbtoolsError
+from dbtools.io.htslib import quiet_pysam
 from dbtools.io.streams import READ_ERRORS, checked_lines, display_name, open_binary, peek, read_error
 
 _BASES = re.compile(r"^[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+$")
@@ -131,8 +132,7 @@ def _text_records(lines: Iterator[str], name: str) -> tuple[VcfHeader, Iterator[
 
 
 def _bcf_records(path: str, name: str) -> tuple[VcfHeader, Iterator[VcfRecord], object]:
-    import pysam
-
+    pysam = quiet_pysam()
     try:
         vf = pysam.VariantFile(path)
     except (OSError, ValueError) as e:

@@ -7,12 +7,10 @@ import sys
 
 import typer
 
-from dbtools.errors import DbtoolsError
+from dbtools.errors import EXIT_PIPE_CLOSED, DbtoolsError
 
 # the parser's error base class, found from a public subclass (typer ships its own copy of click)
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a process killed by a closed pipe
 
 
 class StdoutClosed(Exception):

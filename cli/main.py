@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from dbtools import __version__
-from dbtools.errors import DbtoolsError
+from dbtools.errors import EXIT_INTERRUPTED, DbtoolsError
 
 from . import background, bank, calibrate, evaluate, import_deepbind, models, mutmap, scan, score, train, vareffect, vcf
 from .errors import ClickException, StdoutClosed, report, report_click, stdout_closed
@@ -83,7 +83,7 @@ def run() -> None:
         code = 1
     except KeyboardInterrupt:
         print("dbtools: interrupted", file=sys.stderr)
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,4 +1,10 @@
-"""Errors a user can fix, each carrying the exit code the CLI returns for it."""
+"""Errors a user can fix, each carrying the exit code the CLI returns for it; the other exit codes.
+
+docs/exit-codes.md lists them all in one table (a test holds it to this module)."""
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C (training saves a checkpoint first)
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`); nothing is printed
 
 
 class DbtoolsError(Exception):

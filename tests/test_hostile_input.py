@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import ROOT
+
 CTCF = "D00328.003"
 PEAK = "CGCGCCCCTGGTGGCTCGCGGGGCACTTCTCTGGGACCTGGGTCTGCGAGGGTCTCCAGGAGGCGCCGGGCGTTCGGGACCCAGACAGCGCCAGGGCTTTA"
 SEQS = "".join(PEAK[i:] + PEAK[:i] + "\n" for i in range(0, 100, 2)).encode()  # 50 sequences, 101 bp
@@ -143,6 +145,13 @@ CASES = [
     Case("score empty file", (*SCORE, "e.seq"), 1, r"^e\.seq: no sequences$", {"e.seq": b"\n\n"}),
     Case("score missing file", (*SCORE, "nope.seq"), 1, r"^nope\.seq: file not found$"),
     Case("score a folder", (*SCORE, "."), 1, r"^\.: is a directory"),
+    # interrupted outputs: a failed run leaves none of its files
+    Case("mutmap: bad record after a mapped one", ("mutmap", "f.fa", "-m", CTCF, "-o", "m", "--device", "cpu"), 1,
+         r"^f\.fa: line 5 .*invalid character '9'", {"f.fa": FASTA}, ("m/*", "m/.*")),
+    Case("mutmap: truncated gzip", ("mutmap", "t.fa.gz", "-m", CTCF, "-o", "m", "--device", "cpu"), 1,
+         r"^t\.fa\.gz: cannot read \(truncated",
+         {"t.fa.gz": gz_truncated(b"".join(b">r%d\n%s" % (i, s) for i, s in enumerate(SEQS.splitlines(True))))},
+         ("m/*", "m/.*")),
     # an output path that is a folder fails before any work
     Case("train -o a folder", ("train", "d.tsv", "-o", "adir", "--steps", "1", "--device", "cpu"), 1,
          r"^adir: cannot write: it is a folder", {"d.tsv": SEQS.replace(b"\n", b"\t1\n"), "adir/x": b""},
@@ -328,3 +337,19 @@ def test_a_bcf_without_index_and_a_stale_bgzf_index_say_nothing_from_htslib(tmp_
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_the_exit_code_table_in_the_docs_matches_the_code():
+    """docs/exit-codes.md lists every exit code dbtools.errors defines, each error class on its row."""
+    from dbtools import errors
+
+    rows = {}
+    for line in (ROOT / "docs" / "exit-codes.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].isdigit():
+            rows[int(cells[0])] = cells[-1]
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.DbtoolsError)]
+    constants = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    assert set(rows) == constants | {c.exit_code for c in classes}
+    for c in classes:
+        assert rows[c.exit_code] == f"`{c.__name__}`"

@@ -163,6 +163,9 @@ def _read_table(path: str, fmt: str) -> tuple[list[str], list[float], list[int]]
                     header = {c: i for i, c in enumerate(cols)}
                     if not {"seq", "Bound"} <= set(header):
                         raise DbtoolsError(f"{path}: line {lineno}: DeepBind table needs 'seq' and 'Bound' columns")
+                    if len(header) != len(cols):
+                        twice = next(c for c in cols if cols.count(c) > 1)
+                        raise DbtoolsError(f"{path}: line {lineno}: column {twice!r} appears twice in the header")
                     continue
                 if len(cols) != len(header):
                     raise DbtoolsError(f"{path}: line {lineno}: expected {len(header)} columns, found {len(cols)}")

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from dbtools.device import resolve_device
 from dbtools.parallel import cpu_count
-from dbtools.scan.run import Precision, ScanOptions, TrackFormat, assemble, parse_shard
+from dbtools.scan.run import Precision, ScanOptions, TrackFormat, TrackValues, assemble, parse_shard
 from dbtools.scan.run import scan as run_scan
 from dbtools.score import ScoreOptions
 
@@ -74,7 +74,15 @@ def scan(
                                           "strand that won).")] = ScanOptions.fmt,
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", "-t", metavar="T",
-        help="BED: write windows scoring >= T (required). Tracks: leave out values below T.")] = None,
+        help="BED: write windows scoring >= T (this or --pvalue). Tracks: leave out values below T.")] = None,
+    pvalue: Annotated[Optional[float], typer.Option(
+        "--pvalue", "-p", metavar="P",
+        help="BED: write windows with p-value <= P against each model's background (`dbtools background`), "
+             "with a 7th column, the p-value.")] = None,
+    track_values: Annotated[str, typer.Option(
+        "--track-values", metavar=options.choices(TrackValues),
+        help="Tracks hold each window's score, or -log10 of its p-value (comparable across models).")]
+        = TrackValues.SCORE,
     chroms: Annotated[Optional[list[str]], typer.Option(
         "--chroms", metavar="NAMES", help="Only these contigs (repeatable or comma-separated; chr20 = 20).")] = None,
     shard: Annotated[Optional[str], typer.Option(
@@ -113,7 +121,8 @@ def scan(
             genome, regions=regions, chroms=chroms, skip_missing=skip_missing, bank=bank, models=models,
             options=ScanOptions(window=window, step=step,
                                 scoring=ScoreOptions(window_size=window_size, average=average),
-                                threshold=threshold, fmt=fmt.lower()),
+                                threshold=threshold, fmt=fmt.lower(), pvalue=pvalue,
+                                track_values=track_values.lower()),
             out_dir=out_dir, stdout=sys.stdout, device=resolve_device(device), precision=precision.lower(),
             chunk_size=chunk_size, batch_windows=batch_size, resume=resume, shard=parse_shard(shard), threads=threads,
             warn=_warn, progress=update,

@@ -263,3 +263,58 @@ def test_vareffect_pvalues_are_the_lookups_of_the_ref_and_alt_scores(bg_bank, tm
         assert "##INFO=<ID=DBT_D00328_003_ALT_LOG10P,Number=A,Type=Float" in text
     else:
         assert "Format: Allele|Model|Ref|Alt|Diff|RefLog10P|AltLog10P|Consequence" in text
+
+
+def _scan_text(genome, bank, **options) -> str:
+    import io
+
+    from dbtools.scan.run import ScanOptions, scan
+
+    out = io.StringIO()
+    scan(str(genome), regions=None, chroms=None, skip_missing=False, bank=str(bank), models=[MODELS[0]],
+         options=ScanOptions(step=5, **options), out_dir=None, stdout=out)
+    return out.getvalue()
+
+
+def test_scan_pvalue_hits_and_log10p_tracks_agree_with_the_lookup(bg_bank, small_genome):
+    from dbtools.engine.options import ScoreOptions
+    from dbtools.significance.lookup import background_tables
+
+    bank = load_bank(bg_bank)
+    tables = background_tables(bank.subset([bank.ids.index(MODELS[0])]), ScoreOptions())
+    scores = [ln.split("\t") for ln in _scan_text(small_genome, bg_bank, fmt="bedgraph").splitlines()]
+    logp = [ln.split("\t") for ln in _scan_text(small_genome, bg_bank, fmt="bedgraph", track_values="log10p").splitlines()]
+    assert [r[:3] for r in scores] == [r[:3] for r in logp] and len(scores) > 1000
+    x = torch.tensor([[float(r[3])] for r in scores])
+    want = -log10_pvalues(x, tables)[:, 0].numpy()
+    got = np.array([float(r[3]) for r in logp])
+    assert np.allclose(got, want, atol=1e-3) and got.min() >= 0  # the scores are printed rounded
+    hits = [ln.split("\t") for ln in _scan_text(small_genome, bg_bank, fmt="bed", pvalue=0.01).splitlines()]
+    assert hits and all(len(h) == 7 and h[3] == MODELS[0] and h[5] in "+-" for h in hits)
+    p = np.array([float(h[6]) for h in hits])
+    assert np.all((p > 0) & (p <= 0.01))
+    # the hits are the windows whose -log10 p track value is >= 2 (centres: start + (W - S) // 2)
+    centres = {int(r[1]) for r, v in zip(logp, got) if v >= 2}
+    assert {int(h[1]) + 48 for h in hits} == centres
+    lp = -log10_pvalues(torch.tensor([[float(h[4])] for h in hits]), tables)[:, 0].numpy()
+    assert np.allclose(-np.log10(p), lp, rtol=1e-3, atol=1e-3)
+
+
+def test_scan_pvalue_errors(bg_bank, small_genome, tmp_path):
+    from dbtools.scan.run import ScanOptions, scan
+
+    def run(**kw):
+        scan(str(small_genome), regions=None, chroms=None, skip_missing=False, bank=str(bg_bank),
+             models=kw.pop("models", [MODELS[0]]), options=ScanOptions(**kw), out_dir=None, stdout=None)
+
+    for kw, fragment in (({"fmt": "bed", "pvalue": 0.0}, "(0, 1]"), ({"fmt": "bed", "pvalue": 1.5}, "(0, 1]"),
+                         ({"fmt": "bed", "pvalue": 0.1, "threshold": 1.0}, "one of"),
+                         ({"fmt": "bedgraph", "pvalue": 0.1}, "--format bed"),
+                         ({"fmt": "bed", "threshold": 1.0, "track_values": "log10p"}, "for tracks"),
+                         ({"fmt": "bed", "pvalue": 1e-9}, "down to")):
+        with pytest.raises(UsageError, match=fragment.replace("(", r"\(").replace("]", r"\]")):
+            run(**kw)
+    with pytest.raises(DbtoolsError, match="D00001.001 has no background"):
+        run(fmt="bed", pvalue=1e-3, models=["D00001.001"])
+    proc = dbtools("scan", str(small_genome), "-b", str(bg_bank), "-m", MODELS[0], "--format", "bed", "--pvalue", "0")
+    assert_one_line_error(proc, 2, "--pvalue 0")

@@ -90,3 +90,19 @@ def bed_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndar
     n = len(rows)
     return lines(constant_column(chrom, n), int_column(starts), int_column(starts + width), names, score,
                  text_column(strands))
+
+
+def bed_pvalue_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndarray, log10p: np.ndarray,
+                         rc_won: np.ndarray, ids: list[str], max_log10p: float) -> str:
+    """BED6 + p-value lines (chrom, start, end, model, score, strand, p-value) for windows whose
+    log10 p-value is at most `max_log10p`; ordered by window, then model. p-values as %.4g."""
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(log10p <= max_log10p)
+    if len(rows) == 0:
+        return ""
+    starts = first + rows.astype(np.int64) * step
+    scores = np.asarray(values[rows, cols], dtype=np.float32)
+    pvalues = np.char.mod("%.4g", 10.0 ** np.asarray(log10p[rows, cols], dtype=np.float64))
+    strands = np.where(rc_won[rows, cols], "-", "+")
+    return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{r}\t{p}\n" for s, c, v, r, p in
+                   zip(starts.tolist(), cols.tolist(), scores.tolist(), strands.tolist(), pvalues.tolist()))

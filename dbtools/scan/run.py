@@ -39,7 +39,9 @@ from dbtools.scan.parts import PartStore
 from dbtools.engine.windows import window_count, window_values
 from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
-from dbtools.io.tracks import bed_hits_text, bedgraph_text, open_track
+from dbtools.io.tracks import bed_hits_text, bed_pvalue_hits_text, bedgraph_text, open_track
+from dbtools.significance.lookup import background_tables, check_floor, check_pvalue
+from dbtools.significance.tables import Tables, log10_pvalues
 from dbtools.scan.writers import MAX_OPEN_TRACKS, OpenTracks, feed, remove_stale_temporaries, track_path
 
 
@@ -60,6 +62,13 @@ class Precision(enum.StrEnum):
     FP16 = "fp16"
 
 
+class TrackValues(enum.StrEnum):
+    """--track-values of `dbtools scan`: the window's score, or -log10 of its p-value."""
+
+    SCORE = "score"
+    LOG10P = "log10p"
+
+
 FORMATS = tuple(TrackFormat)
 # --precision: the windowed pass's arithmetic; tests hold fp16 and bf16 to 2% and 10% of each
 # model's score range against fp32 (measurements in docs/development.md)
@@ -75,6 +84,12 @@ class ScanOptions:
     scoring: ScoreOptions = field(default_factory=ScoreOptions)
     threshold: float | None = None  # bed: hits >= threshold; tracks: values below it left out
     fmt: str = TrackFormat.BIGWIG
+    pvalue: float | None = None  # bed: hits with p-value <= this (instead of threshold)
+    track_values: str = TrackValues.SCORE  # tracks: scores, or -log10 p
+
+    @property
+    def needs_backgrounds(self) -> bool:
+        return self.pvalue is not None or self.track_values == TrackValues.LOG10P
 
 
 @dataclass
@@ -189,6 +204,8 @@ def _signature(genome: Genome, plan: dict, bank: Bank, windows: list[int], optio
         "threshold": options.threshold,
         "format": options.fmt,
         **({"precision": precision} if precision != "fp32" else {}),  # fp32 parts of earlier versions still match
+        **({"pvalue": options.pvalue} if options.pvalue is not None else {}),
+        **({"track_values": str(options.track_values)} if options.track_values != TrackValues.SCORE else {}),
     }
 
 
@@ -227,6 +244,12 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
     selected = open_selected(bank, models)
     classes = window_classes(selected, options.window)
     _check_selection(len(selected), classes, options, out_dir)
+    tables = None
+    if options.needs_backgrounds:
+        flag = "--pvalue" if options.pvalue is not None else "--track-values log10p"
+        tables = background_tables(selected, options.scoring, options.window, where=flag)
+        if options.pvalue is not None:
+            check_floor(tables, selected.ids, options.pvalue)
     windows = [0] * len(selected)
     for w, idx in classes:
         for i in idx:
@@ -263,10 +286,10 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
             if store is not None:
                 with store.writing(index, len(selected), options.fmt != "bed") as part:
                     _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                                 precision, _PartSink(part, selected.ids, options, tracks), progress)
+                                 precision, _PartSink(part, selected.ids, options, tracks, tables), progress)
             else:
                 _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                             precision, _StreamSink(stdout, selected.ids, options), progress)
+                             precision, _StreamSink(stdout, selected.ids, options, tables), progress)
             done_contigs += 1
             bases += total
     # the tracks are complete and renamed (OpenTracks closed with the stack)
@@ -307,8 +330,17 @@ def _check_options(options: ScanOptions, precision: str, device: torch.device | 
              "kernel; reduced precision pays off on GPUs")
     if options.step < 1 or (options.window is not None and options.window < 1):
         raise UsageError("--window and --step must be at least 1")
-    if options.fmt == "bed" and options.threshold is None:
-        raise UsageError("--format bed needs --threshold T (windows scoring >= T are written)")
+    if options.fmt == "bed" and (options.threshold is None) == (options.pvalue is None):
+        raise UsageError("--format bed needs one of --threshold T (windows scoring >= T are written) or "
+                         "--pvalue P (windows with p-value <= P)")
+    if options.pvalue is not None:
+        check_pvalue(options.pvalue)
+        if options.fmt != "bed":
+            raise UsageError("--pvalue selects BED hits (--format bed); tracks take --track-values log10p")
+    if options.track_values not in tuple(TrackValues):
+        raise UsageError(f"--track-values {options.track_values!r}: choose one of {', '.join(TrackValues)}")
+    if options.track_values != TrackValues.SCORE and options.fmt == "bed":
+        raise UsageError("--track-values is for tracks (bigwig, bedgraph); BED hits take --pvalue")
     if out_dir is None:
         if options.fmt == "bigwig":
             raise UsageError("--format bigwig needs --out-dir DIR (one DIR/<model>.bw per model)")
@@ -331,33 +363,52 @@ def _check_selection(n_models: int, classes: list[tuple[int, list[int]]], option
                          "give --out-dir DIR for one DIR/<model>.bedGraph each")
 
 
+def _hits_text(contig, window, first, models, values, rc_won, ids, options: ScanOptions, tables) -> str:
+    """BED hits of one block of windows: by score threshold, or by p-value with a p-value column."""
+    names = [ids[m] for m in models]
+    if options.pvalue is None:
+        return bed_hits_text(contig, first, options.step, window, values, rc_won, names, options.threshold)
+    log10p = log10_pvalues(torch.from_numpy(values), tables.rows(models)).numpy()
+    return bed_pvalue_hits_text(contig, first, options.step, window, values, log10p, rc_won, names,
+                                float(np.log10(options.pvalue)))
+
+
+def _track_values(values: np.ndarray, models, options: ScanOptions, tables: Tables | None) -> np.ndarray:
+    """What a track holds: the scores, or -log10 p (gaps stay gaps)."""
+    if options.track_values != TrackValues.LOG10P:
+        return values
+    return 0.0 - log10_pvalues(torch.from_numpy(values), tables.rows(models)).numpy()
+
+
 class _StreamSink:
     """bedGraph (one model) or BED hits straight to a text stream."""
 
-    def __init__(self, out: TextIO, ids: list[str], options: ScanOptions):
-        self.out, self.ids, self.options = out, ids, options
+    def __init__(self, out: TextIO, ids: list[str], options: ScanOptions, tables: Tables | None = None):
+        self.out, self.ids, self.options, self.tables = out, ids, options, tables
 
     def add(self, contig, window, first, models, values, rc_won):
         o = self.options
         if o.fmt == "bed":
-            self.out.write(bed_hits_text(contig, first, o.step, window, values, rc_won,
-                                         [self.ids[m] for m in models], o.threshold))
+            self.out.write(_hits_text(contig, window, first, models, values, rc_won, self.ids, o, self.tables))
         else:
+            values = _track_values(values, models, o, self.tables)
             self.out.write(bedgraph_text(contig, first + track_offset(window, o.step), o.step, values[:, 0]))
 
 
 class _PartSink:
     """Window values (tracks) or hits (BED) into the part store, and to the open tracks if any."""
 
-    def __init__(self, part, ids: list[str], options: ScanOptions, tracks: OpenTracks | None = None):
-        self.part, self.ids, self.options, self.tracks = part, ids, options, tracks
+    def __init__(self, part, ids: list[str], options: ScanOptions, tracks: OpenTracks | None = None,
+                 tables: Tables | None = None):
+        self.part, self.ids, self.options, self.tracks, self.tables = part, ids, options, tracks, tables
 
     def add(self, contig, window, first, models, values, rc_won):
         o = self.options
         hits = ""
         if o.fmt == "bed":
-            hits = bed_hits_text(contig, first, o.step, window, values, rc_won, [self.ids[m] for m in models],
-                                 o.threshold)
+            hits = _hits_text(contig, window, first, models, values, rc_won, self.ids, o, self.tables)
+        else:
+            values = _track_values(values, models, o, self.tables)
         self.part.add(window, first, o.step, models, values, hits)
         if self.tracks is not None:
             self.tracks.add_columns(models, contig, first + track_offset(window, o.step), o.step, values)

@@ -50,6 +50,11 @@ class Tables:
     floor: np.ndarray           # [M] the smallest p-value answered
     fit_error: np.ndarray       # [M] worst |log10(fitted / empirical)| at the checked quantiles
 
+    def rows(self, models: np.ndarray | list[int]) -> "Tables":
+        """The tables of some of the models, in the order given."""
+        idx = np.asarray(models, dtype=np.int64)
+        return Tables(**{f: getattr(self, f)[idx] for f in self.__dataclass_fields__})
+
 
 def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR) -> Tables:
     """The tables of M models from their scores on N background windows.

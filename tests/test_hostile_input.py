@@ -176,6 +176,8 @@ CASES = [
     Case("scan: plain gzip FASTA", ("scan", "g.fa.gz", "-m", CTCF, "-o", "out"), 1,
          r"^g\.fa\.gz: plain gzip, not BGZF: recompress it with bgzip", {"g.fa.gz": gzip.compress(GENOME)},
          ("out/*", "out/.*", "g.fa.gz.fai")),
+    Case("scan: unknown --chroms is a usage error", ("scan", "g.fa", "-m", CTCF, "--chroms", "c9", "-o", "out"), 2,
+         r"^--chroms: contig 'c9' is not in g\.fa \(it has: c1, c2\)$", {"g.fa": GENOME}, ("out/*", "out/.*")),
     # vareffect windows
     Case("vareffect --window beyond every contig", ("vareffect", "v.vcf", "-g", "g.fa", "-m", CTCF, "-w", "3001",
                                                     "-o", "o.vcf"), 2,
@@ -353,3 +355,24 @@ def test_the_exit_code_table_in_the_docs_matches_the_code():
     assert set(rows) == constants | {c.exit_code for c in classes}
     for c in classes:
         assert rows[c.exit_code] == f"`{c.__name__}`"
+
+
+@pytest.mark.parametrize("name,args,files,warning", [
+    ("BED region past a contig's end is clipped", ("scan", "g.fa", "-m", CTCF, "-r", "r.bed", "-f", "bedgraph"),
+     {"g.fa": GENOME, "r.bed": b"c1\t10\t200\nc2\t100\t900\n"},
+     r"r\.bed: 1 region\(s\) run past their contig's end; clipped to it \(first: line 2\)"),
+    ("VCF POS 0 is passed through", ("vareffect", "v.vcf", "-g", "g.fa", "-m", CTCF),
+     {"g.fa": GENOME, "v.vcf": VCF_HEAD + b"c1\t0\t.\tA\tC\t.\t.\t.\nc1\t50\t.\tA\tC\t.\t.\t.\n"},
+     r"v\.vcf line 4 \(c1:0\): POS 0 is before the contig's first base; passed through unannotated"),
+])
+def test_lenient_input_is_done_with_a_warning(name, args, files, warning, tmp_path, capfd, monkeypatch):
+    _write_inputs(tmp_path, files)
+    assert run_in_process(args, tmp_path, b"", capfd, monkeypatch) == 0
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("dbtools: warning: ")]
+    assert any(re.search(warning, ln) for ln in warnings), warnings
+
+
+def test_scan_removes_stale_temporaries_of_a_killed_scan(tmp_path, capfd, monkeypatch):
+    _write_inputs(tmp_path, {"g.fa": GENOME, "out/.D00328.003.bw.tmp1477.bw": b"\0" * 1000})
+    assert run_in_process(("scan", "g.fa", "-m", CTCF, "-o", "out"), tmp_path, b"", capfd, monkeypatch) == 0
+    assert not list((tmp_path / "out").glob(".*tmp*")) and (tmp_path / "out" / "D00328.003.bw").exists()

@@ -52,12 +52,13 @@ class Genome:
         """The genome's spelling of contig `name` (`chr20` -> `20`), or None if it has none."""
         return reconcile(name, self.sizes)
 
-    def require(self, name: str, where: str) -> str:
-        """As `resolve`, but an unknown contig is an error naming `where` and the contigs there are."""
+    def require(self, name: str, where: str, error: type[DbtoolsError] = DbtoolsError) -> str:
+        """As `resolve`, but an unknown contig is an `error` naming `where` and the contigs there are
+        (a UsageError, exit 2, where the name came from an option)."""
         contig = self.resolve(name)
         if contig is None:
             shown = ", ".join(self.contigs[:20]) + (", ..." if len(self.contigs) > 20 else "")
-            raise DbtoolsError(f"{where}: contig {name!r} is not in {self.path} (it has: {shown})")
+            raise error(f"{where}: contig {name!r} is not in {self.path} (it has: {shown})")
         return contig
 
     def fetch(self, contig: str, start: int, end: int) -> str:

@@ -128,6 +128,7 @@ def plan_regions(genome: Genome, regions: str | None, chroms: list[str] | None, 
         per = {c: [(0, genome.sizes[c])] for c in genome.contigs}
     else:
         warned: set[str] = set()
+        clipped: list[int] = []  # lines of regions that run past their contig's end
         n = 0
         for r in read_regions(regions):
             n += 1
@@ -142,13 +143,18 @@ def plan_regions(genome: Genome, regions: str | None, chroms: list[str] | None, 
             if contig != r.contig and r.contig not in warned:
                 warned.add(r.contig)
                 warn(f"{regions}: contig {r.contig!r} read as {contig!r} (the FASTA's name)")
+            if r.end > genome.sizes[contig]:
+                clipped.append(r.line)
             start, end = min(r.start, genome.sizes[contig]), min(r.end, genome.sizes[contig])
             if end > start:
                 per.setdefault(contig, []).append((start, end))
         if n == 0:
             raise DbtoolsError(f"{regions}: no regions (the BED file is empty)")
+        if clipped:
+            warn(f"{regions}: {len(clipped):,} region(s) run past their contig's end; clipped to it "
+                 f"(first: line {clipped[0]})")
     if chroms:
-        wanted = {genome.require(c, "--chroms") for part in chroms for c in part.split(",") if c.strip()}
+        wanted = {genome.require(c, "--chroms", UsageError) for part in chroms for c in part.split(",") if c.strip()}
         per = {c: v for c, v in per.items() if c in wanted}
     if not per:
         raise DbtoolsError("nothing to scan: no region lies on the selected contigs")

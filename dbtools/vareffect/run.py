@@ -227,6 +227,13 @@ class _Annotator:
             s.skipped["on contigs not in the genome"] += 1
             return p
         start = rec.pos - 1
+        if rec.pos == 0:  # VCF's telomere position, before the first base: no window to centre
+            reason = "with POS 0 (before the contig's first base)"
+            if not s.skipped[reason]:
+                self.warn(f"{rec.where} ({chrom}:0): POS 0 is before the contig's first base; passed through "
+                          f"unannotated")
+            s.skipped[reason] += 1
+            return p
         if start >= self.genome.sizes[contig]:
             s.skipped["with POS past the contig's end"] += 1
             return p

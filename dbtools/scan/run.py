@@ -172,6 +172,16 @@ def plan_regions(genome: Genome, regions: str | None, chroms: list[str] | None, 
     return plan
 
 
+def _warn_short_regions(plan: dict[str, list[tuple[int, int]]], window: int, source: str,
+                        warn: Callable[[str], None]) -> None:
+    """Say so when regions are shorter than a window: no window fits in them, so they give no values."""
+    short = [(c, s, e) for c, spans in plan.items() for s, e in spans if e - s < window]
+    if short:
+        c, s, e = short[0]
+        warn(f"{source}: {len(short):,} region(s) shorter than the {window}-bp window give no values there "
+             f"(first: {c}:{s}-{e})")
+
+
 def shard_contigs(plan: dict[str, list[tuple[int, int]]], shard: tuple[int, int]) -> list[str]:
     """The contigs of shard i of n: largest first to the least loaded shard (deterministic)."""
     i, n = shard
@@ -262,6 +272,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
             windows[i] = w
     with Genome(genome_path) as genome, ExitStack() as stack:
         plan = plan_regions(genome, regions, chroms, skip_missing, warn)
+        _warn_short_regions(plan, max(w for w, _ in classes), regions or genome_path, warn)
         store = tracks = None
         if out_dir is not None:
             store = PartStore(out_dir)

@@ -39,6 +39,7 @@ from typing import TextIO
 import numpy as np
 
 from dbtools.io.atomic import atomic_path
+from dbtools.io.bgzip import open_indexed_text
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.io.vcf_read import VcfHeader
 
@@ -275,36 +276,6 @@ class VcfWriter:
             self.stream.write("\n".join(lines) + "\n")
 
 
-class _BgzfText:
-    """A write-only text adapter over pysam's BGZFile."""
-
-    def __init__(self, path: Path):
-        import pysam
-
-        self._f = pysam.BGZFile(str(path), "wb")
-
-    def write(self, text: str) -> None:
-        self._f.write(text.encode())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _index(vcf_gz: Path, tbi: Path, final: str) -> bool:
-    """Build a tabix index; False (with a warning) when the records are not sorted."""
-    import pysam
-
-    try:
-        pysam.tabix_index(str(vcf_gz), preset="vcf", index=str(tbi), force=True, keep_original=True)
-    except (OSError, ValueError) as e:
-        print(f"dbtools: warning: {final}: no tabix index written (records not sorted by position?): {e}",
-              file=sys.stderr)
-        if tbi.exists():
-            tbi.unlink()
-        return False
-    return True
-
-
 def _bcf_from_spool(body: Path, writer: VcfWriter, out: Path, name: str) -> None:
     """Header (with late declarations) + spooled records -> BCF, via cyvcf2 (htslib)."""
     import cyvcf2
@@ -344,14 +315,8 @@ def open_vcf_output(path: str) -> Iterator[VcfWriter]:
             yield VcfWriter(fh, kind)
         return
     if kind == "vcf.gz":
-        with atomic_path(path, ".vcf.gz") as tmp, atomic_path(path + ".tbi", ".tbi") as tmp_tbi:
-            stream = _BgzfText(tmp)
-            try:
-                yield VcfWriter(stream, kind)
-            finally:
-                stream.close()
-            if not _index(tmp, tmp_tbi, path) and Path(path + ".tbi").exists():
-                os.unlink(path + ".tbi")  # a stale index would not match the new file
+        with open_indexed_text(path, "vcf") as stream:
+            yield VcfWriter(stream, kind)
         return
     with atomic_path(path, ".bcf") as tmp:
         body = tmp.with_name(tmp.name + ".body")

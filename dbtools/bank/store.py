@@ -221,7 +221,7 @@ def load_bank(path: str | os.PathLike) -> Bank:
             for i, rec in enumerate(doc["models"]):
                 rec = dict(rec)
                 backgrounds = [
-                    Background.from_json(bdoc, *(f.get_tensor(f"{i}.background{k}.{name}") for name in BACKGROUND_ARRAYS))
+                    Background.from_json(bdoc, *(_float32_tensor(f, f"{i}.background{k}.{name}", path) for name in BACKGROUND_ARRAYS))
                     for k, bdoc in enumerate(rec.pop("backgrounds", []))]
                 info = ModelInfo.from_json(rec)
                 arrays = {name: _float32_tensor(f, f"{i}.{name}", path) for name in ARRAYS}

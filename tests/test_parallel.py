@@ -66,3 +66,25 @@ def test_steps_inside_a_step_run_in_that_thread():
     parallel.parallel_steps(outer, range(4), torch.device("cpu"), threads=2)
     assert sorted((a, b) for a, b, _ in inner) == [(a, b) for a in range(4) for b in range(3)]
     assert all(same for _, _, same in inner)
+
+
+def test_tracks_are_written_in_the_callers_thread_on_one_cpu(tmp_path, monkeypatch):
+    """A scan allowed one thread writes its tracks in its own thread, not beside it; the files are
+    the same either way."""
+    import numpy as np
+
+    from dbtools.scan import writers
+
+    fed = []
+    feed = writers.feed
+    monkeypatch.setattr(writers, "feed", lambda *a: (fed.append(threading.get_ident()), feed(*a)))
+    values = np.arange(40, dtype=np.float32).reshape(20, 2) / 7
+    texts = []
+    for threads in (1, 2):
+        paths = [tmp_path / f"{threads}_{k}.bedGraph" for k in range(2)]
+        fed.clear()
+        with writers.OpenTracks(paths, "bedgraph", [("chr1", 1000)], threads) as tracks:
+            tracks.add_columns([0, 1], "chr1", 100, 5, values)
+        assert (set(fed) == {threading.get_ident()}) == (threads == 1)
+        texts.append([p.read_text() for p in paths])
+    assert texts[0] == texts[1] and texts[0][0].count("\n") >= 10

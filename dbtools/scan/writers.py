@@ -9,7 +9,7 @@ previous one, so at most one chunk per model is held in memory.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -56,6 +56,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _CallerThread(Executor):
+    """Runs each submitted call at once in the caller's thread."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            done.set_exception(e)
+        return done
+
+
 class OpenTracks:
     """Every model's track open at once, written by `threads` workers while the caller scores.
 
@@ -75,7 +87,9 @@ class OpenTracks:
         except BaseException as e:
             self._abort(e)
             raise
-        self._pool = ThreadPoolExecutor(max(1, min(threads, len(paths))), thread_name_prefix="tracks")
+        # one thread allowed (--threads 1, a one-CPU allocation): written in the caller's thread
+        self._pool = (ThreadPoolExecutor(max(1, min(threads, len(paths))), thread_name_prefix="tracks")
+                      if threads > 1 else _CallerThread())
         self._last: list[Future | None] = [None] * len(paths)
 
     def __enter__(self) -> OpenTracks:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from dbtools.bank import store
 from dbtools.bank.catalog import COLUMNS, model_rows
@@ -33,6 +34,8 @@ from dbtools.mutmap.mapper import MutationMap, MutationMapper
 from dbtools.mutmap.mapper import mutation_map as map_codes
 from dbtools.scan.run import default_chunk, track_offset, window_classes
 from dbtools.score import score_codes
+from dbtools.significance.lookup import background_tables
+from dbtools.significance.tables import log10_pvalues
 from dbtools.train.bank_training import DataOptions, RunOptions, specs_from_args, train_bank
 from dbtools.train.hyper import Hyper
 from dbtools.train.schedule import parse_detector_lens
@@ -157,7 +160,7 @@ def load_sequences(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 
 def score_sequences(bank: store.Bank | str | None, sequences: str | Iterable[str], *,
                     window_size: int | None = None, average: bool = False, class_prob: bool = False,
-                    device: str = "auto", batch_size: int = 256, as_frame: bool = False,
+                    values: str = "score", device: str = "auto", batch_size: int = 256, as_frame: bool = False,
                     names: Sequence[str] | None = None) -> Any:
     """Score sequences with every model of a bank, as ``dbtools score`` does.
 
@@ -173,6 +176,9 @@ def score_sequences(bank: store.Bank | str | None, sequences: str | Iterable[str
         The sum of the window scores divided by the sequence length instead of the max.
     class_prob : bool
         ``1 / (1 + exp(-score))`` instead of the score.
+    values : {"score", "pvalue", "log10p"}
+        The scores, or their p-values (``-log10 p``) against each model's background for windows
+        of the sequence's length (``dbtools background``; as ``dbtools score --pvalue``/``--log10``).
     device : {"auto", "cpu", "cuda"}
     batch_size : int
         Sequences per engine call.
@@ -184,7 +190,7 @@ def score_sequences(bank: store.Bank | str | None, sequences: str | Iterable[str
     Returns
     -------
     numpy.ndarray or pandas.DataFrame
-        [N, M] float32 scores: N sequences in input order, M models in bank order.
+        [N, M] float32 scores (float64 p-values): N sequences in input order, M models in bank order.
 
     Examples
     --------
@@ -199,14 +205,33 @@ def score_sequences(bank: store.Bank | str | None, sequences: str | Iterable[str
     chr20:61071667-61071767       3.291      -1.394
     chr20:61075381-61075481      12.125      -1.599
     """
+    if values not in ("score", "pvalue", "log10p"):
+        raise UsageError(f"values must be score, pvalue or log10p (got {values!r})")
+    if values != "score" and class_prob:
+        raise UsageError("class_prob and p-values exclude each other (a p-value is the same for both)")
     selected = _bank(bank)
     sequences = [sequences] if isinstance(sequences, str) else list(sequences)
     codes = [encode(seq, f"sequence {i}") for i, seq in enumerate(sequences, 1)]
     engine = BankEngine(selected, resolve_device(device))
-    scores = score_codes(engine, codes, _options(window_size, average, class_prob), batch_size)
+    options = _options(window_size, average, class_prob)
+    scores = score_codes(engine, codes, options, batch_size)
+    if values != "score":
+        scores = _significance(selected, scores, np.array([len(c) for c in codes]), options, values)
     if not as_frame:
         return scores
     return _frame(scores, selected.ids, names)
+
+
+def _significance(bank: store.Bank, scores: np.ndarray, lengths: np.ndarray, options: ScoreOptions,
+                  values: str) -> np.ndarray:
+    """p-values (or -log10 p) of scores, each row against the backgrounds of windows of its sequence's length."""
+    out = np.empty(scores.shape, dtype=np.float64)
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        tables = background_tables(bank, options, window=length, where=f"sequence {rows[0] + 1} ({length} bp)")
+        logp = log10_pvalues(torch.from_numpy(scores[rows]), tables).double().numpy()
+        out[rows] = 10.0 ** logp if values == "pvalue" else 0.0 - logp
+    return out
 
 
 def _frame(values: np.ndarray, columns: list[str], index: Sequence[str] | None):

@@ -180,3 +180,18 @@ def test_train_models_equals_dbtools_train(tmp_path):
         assert a.info.provenance["selection"] == b.info.provenance["selection"]
         for name, array in b.arrays.items():
             assert np.array_equal(a.arrays[name], array), name
+
+
+def test_score_sequences_p_values_equal_dbtools_score_pvalue(tmp_path):
+    with_bg = tmp_path / "bg.bank"
+    cli("background", str(DEMO / "chr20_61M.fa"), "-m", "D00328.018,D00409.004", "--windows", "2000", "--tail-fraction", "0.05",
+        "-o", str(with_bg), "--device", "cpu")
+    bank = dbtools.load_bank(with_bg).select("D00328.018,D00409.004")  # the others have no background
+    names, seqs = dbtools.load_sequences(DEMO / "ctcf_peaks.fa")
+    for flag, values, fmt in (("--pvalue", "pvalue", "%.4g"), ("--log10", "log10p", "%.6f")):
+        lines = cli("score", str(DEMO / "ctcf_peaks.fa"), "--bank", str(with_bg), "-m", "D00328.018,D00409.004", flag,
+                    "--device", "cpu").splitlines()
+        got = dbtools.score_sequences(bank, seqs, values=values, device="cpu")
+        assert [[fmt % v for v in row] for row in got.tolist()] == [ln.split("\t") for ln in lines[1:]]
+    with pytest.raises(dbtools.api.UsageError, match="exclude"):
+        dbtools.score_sequences(bank, seqs, values="pvalue", class_prob=True)

@@ -141,3 +141,14 @@ def test_no_sentence_tells_the_history_of_the_work():
                          r"\b[Ss]ince 20\d\d\b|[Tt]his session")
     hits = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in [README, *PAGES] for m in history.finditer(p.read_text())]
     assert hits == []
+
+
+def test_the_readme_python_example_runs_as_written(monkeypatch):
+    blocks = re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.S | re.M)
+    assert len(blocks) == 1
+    monkeypatch.chdir(ROOT)
+    session: dict = {}
+    exec(compile(blocks[0], str(README), "exec"), session)
+    assert session["scores"].shape == (34, 2)
+    assert session["maps"].delta.shape == (101, 4, 2)
+    assert session["track"].values.shape == (2000, 2)

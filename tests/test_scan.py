@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 
 import numpy as np
 import pyBigWig
@@ -213,16 +214,90 @@ def test_bed_hits_are_the_windows_at_or_above_threshold(tmp_path, small_genome, 
     fa, parts = small_genome
     out = io.StringIO()
     _scan(tmp_path, fa, out_dir=None, stdout=out, chroms=["chrB"],
-          options=ScanOptions(step=5, fmt="bed", threshold=0.5))
+          options=ScanOptions(step=5, fmt="bed", threshold=0.5, hits_merge="none"))
     sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
     codes = encode(parts["chrB"])
     want = direct(BankEngine(sub), codes, 101, 5, ScoreOptions())
-    rows = [ln.split("\t") for ln in out.getvalue().splitlines()]
-    expect = [(k * 5, sub.ids[j]) for k, j in zip(*np.nonzero(want >= 0.5))]
-    assert [(int(r[1]), r[3]) for r in rows] == expect and expect
+    header, *lines = out.getvalue().splitlines()
+    assert header.split("\t") == ["#chrom", "start", "end", "name", "score", "strand", "signal", "pvalue"]
+    rows = [ln.split("\t") for ln in lines]
+    expect = sorted((k * 5, j) for k, j in zip(*np.nonzero(want >= 0.5)))
+    assert [(int(r[1]), r[3]) for r in rows] == [(k, f"CTCF:{sub.ids[j]}") for k, j in expect] and expect
     for r in rows:
         assert r[0] == "chrB" and int(r[2]) - int(r[1]) == 101 and r[5] in "+-"
-        assert float(r[4]) == pytest.approx(want[int(r[1]) // 5, sub.ids.index(r[3])], abs=2e-6)
+        assert 0 <= int(r[4]) <= 1000
+        assert float(r[6]) == pytest.approx(want[int(r[1]) // 5, sub.ids.index(r[3].split(":")[1])], abs=2e-6)
+
+
+def test_bed_sites_are_the_best_window_of_each_overlapping_run_indexed_and_renamed(tmp_path, small_genome, bank):
+    """Default hits: one row per site (overlapping hit windows of a model and strand), its best
+    window; bgzipped and tabix-indexed in --out-dir, with UCSC contig names."""
+    pysam = pytest.importorskip("pysam")
+    fa, parts = small_genome
+    sub = bank.subset([bank.ids.index("D00328.003"), bank.ids.index("D00328.018")])
+    _scan(tmp_path, fa, options=ScanOptions(step=3, fmt="bed", threshold=0.0, contig_names="ucsc"), chunk_size=50)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["hits.bed.gz", "hits.bed.gz.tbi"]
+    engine = BankEngine(sub)
+    with pysam.TabixFile(str(out / "hits.bed.gz")) as tbx:
+        assert list(tbx.contigs) == ["chrA", "chrB", "chrC"]  # already UCSC-style: kept
+        for contig in parts:
+            rows = [r.split("\t") for r in tbx.fetch(contig)]
+            codes = encode(parts[contig])
+            values, rc_won = window_values(engine, codes, 101, 3, ScoreOptions())
+            for j, model_id in enumerate(sub.ids):
+                mine = [(int(r[1]), float(r[6]), r[5]) for r in rows if r[3] == f"CTCF:{model_id}"]
+                hits = [k for k in range(len(values)) if values[k, j] >= 0.0]
+                for strand in "+-":
+                    chains, last = [], None
+                    for k in (k for k in hits if ("-" if rc_won[k, j] else "+") == strand):
+                        if last is None or k * 3 >= last * 3 + 101:
+                            chains.append([])
+                        chains[-1].append(k)
+                        last = k
+                    best = sorted(max(c, key=lambda k: (values[k, j], -k)) * 3 for c in chains)
+                    assert [s for s, _, st in mine if st == strand] == best
+        assert sum(1 for _ in tbx.fetch("chrB", 0, 700)) > 0
+    # UCSC names for contigs named the Ensembl way
+    ens = tmp_path / "ens.fa"
+    ens.write_text(f">20\n{parts['chrB']}\n")
+    _scan(tmp_path / "e", ens, options=ScanOptions(step=10, fmt="bed", threshold=0.0, contig_names="ucsc"))
+    with pysam.TabixFile(str(tmp_path / "e" / "out" / "hits.bed.gz")) as tbx:
+        assert list(tbx.contigs) == ["chr20"]
+    _scan(tmp_path / "e", ens, options=ScanOptions(step=10, contig_names="ucsc"), out_dir=str(tmp_path / "e" / "bw"))
+    bw = pyBigWig.open(str(tmp_path / "e" / "bw" / "D00328.003.bw"))
+    assert list(bw.chroms()) == ["chr20"] and bw.intervals("chr20")
+    bw.close()
+
+
+def test_tracks_tsv_and_browser_files_describe_the_scan_and_survive_merge(tmp_path, small_genome):
+    from dbtools.scan.browser import BrowserOptions
+    from dbtools.scan.describe import read_tracks_tsv
+
+    fa, _ = small_genome
+    browser = BrowserOptions(hub="ctcf", assembly="hg19")
+    _scan(tmp_path / "one", fa, options=ScanOptions(step=4), browser=browser)
+    for i in (1, 2):
+        _scan(tmp_path / "sh", fa, options=ScanOptions(step=4), shard=(i, 2), browser=browser)
+    assemble(tmp_path / "sh" / "out")
+    for folder in (tmp_path / "one" / "out", tmp_path / "sh" / "out"):
+        rows = read_tracks_tsv(folder)
+        assert [r["file"] for r in rows] == ["D00328.003.bw", "D00328.018.bw"]
+        r = rows[0]
+        assert (r["model_id"], r["protein"], r["experiment"], r["species"]) == ("D00328.003", "CTCF", "SELEX",
+                                                                                "Homo sapiens")
+        assert (r["window"], r["step"], r["values"], r["genome"]) == ("101", "4", "score", "small.fa")
+        assert len(r["genome_sha256"]) == 64 and r["dbtools_version"]
+        assert (folder / "hub.txt").exists() and (folder / "hg19" / "trackDb.txt").exists()
+        session = json.loads((folder / "igv_session.json").read_text())
+        assert [t["url"] for t in session["tracks"]] == ["D00328.018.bw", "D00328.003.bw"]  # ChIP-seq, SELEX
+        assert session["locus"] == "chrA:1-900"
+    assert (tmp_path / "one" / "out" / "tracks.tsv").read_text() == (tmp_path / "sh" / "out" / "tracks.tsv").read_text()
+    with pytest.raises(UsageError, match="--hub needs --genome-assembly"):
+        _scan(tmp_path / "x", fa, browser=BrowserOptions(hub="h"))
+
+
+BESIDE = ["tracks.tsv", "igv_session.json", "igv_session.xml"]  # written beside every scan's tracks
 
 
 def _tracks(folder, ids):
@@ -271,7 +346,7 @@ def test_shards_merge_and_resume_give_the_tracks_of_one_run(tmp_path, small_geno
     assert s.skipped == 1 and s.contigs == 2
     assert _tracks(out, ids) == whole
     assert not stale.exists() and any(stale.name in w for w in warnings)
-    assert sorted(p.name for p in out.iterdir()) == [f"{i}.bw" for i in ids]
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{i}.bw" for i in ids] + BESIDE)
 
 
 def test_merge_of_an_incomplete_scan_names_the_missing_contigs(tmp_path, small_genome):
@@ -381,7 +456,8 @@ def test_bigwigs_hold_the_bedgraph_values_contigs_in_fasta_order_with_zoom_level
         assert rows
         for contig in parts:
             mine = [(int(s), int(e), float(v)) for c, s, e, v in rows if c == contig]
-            got = bw.intervals(contig) or ()
+            # the BigWig may hold neighbours of one value as one interval: items of `step` bases
+            got = [(x, x + step, v) for s, e, v in bw.intervals(contig) or () for x in range(s, e, step)]
             assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in mine]
             np.testing.assert_allclose([v for _, _, v in got], [v for _, _, v in mine], rtol=0, atol=5e-7)
             # sampled windows against `dbtools score` of their sequence

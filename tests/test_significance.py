@@ -289,15 +289,22 @@ def test_scan_pvalue_hits_and_log10p_tracks_agree_with_the_lookup(bg_bank, small
     want = -log10_pvalues(x, tables)[:, 0].numpy()
     got = np.array([float(r[3]) for r in logp])
     assert np.allclose(got, want, atol=1e-3) and got.min() >= 0  # the scores are printed rounded
-    hits = [ln.split("\t") for ln in _scan_text(small_genome, bg_bank, fmt="bed", pvalue=0.01).splitlines()]
-    assert hits and all(len(h) == 7 and h[3] == MODELS[0] and h[5] in "+-" for h in hits)
-    p = np.array([float(h[6]) for h in hits])
+    text = _scan_text(small_genome, bg_bank, fmt="bed", pvalue=0.01, hits_merge="none")
+    hits = [ln.split("\t") for ln in text.splitlines() if not ln.startswith("#")]
+    assert hits and all(len(h) == 8 and h[3].endswith(":" + MODELS[0]) and h[5] in "+-" for h in hits)
+    p = np.array([float(h[7]) for h in hits])
     assert np.all((p > 0) & (p <= 0.01))
+    # BED's integer score: 100 x -log10 p, at most 1000
+    assert [int(h[4]) for h in hits] == [min(1000, round(-100 * np.log10(float(h[7])))) for h in hits]
     # the hits are the windows whose -log10 p track value is >= 2 (centres: start + (W - S) // 2)
     centres = {int(r[1]) for r, v in zip(logp, got) if v >= 2}
     assert {int(h[1]) + 48 for h in hits} == centres
-    lp = -log10_pvalues(torch.tensor([[float(h[4])] for h in hits]), tables)[:, 0].numpy()
+    lp = -log10_pvalues(torch.tensor([[float(h[6])] for h in hits]), tables)[:, 0].numpy()
     assert np.allclose(-np.log10(p), lp, rtol=1e-3, atol=1e-3)
+    # sites (the default): fewer rows, each the best window of the hits it stands for
+    sites = [ln.split("\t") for ln in _scan_text(small_genome, bg_bank, fmt="bed", pvalue=0.01).splitlines()[1:]]
+    assert 0 < len(sites) < len(hits)
+    assert {(h[0], h[1]) for h in sites} <= {(h[0], h[1]) for h in hits}
 
 
 def test_scan_pvalue_errors(bg_bank, small_genome, tmp_path):

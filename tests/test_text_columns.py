@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dbtools.io.text_columns import constant_column, fixed_column, int_column, lines, text_column
-from dbtools.io.tracks import bed_hits_text, bedgraph_text
+from dbtools.io.tracks import bed_sites_text, bedgraph_text
 
 floats32 = st.floats(width=32, allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
 
@@ -57,6 +57,14 @@ def test_track_text_equals_line_by_line_formatting(data):
     assert bedgraph_text("chr1", first, step, values[:, 0]) == want
     with np.errstate(invalid="ignore"):
         rows, cols = np.nonzero(values >= 0.5)
-    want = "".join(f"chr1\t{first + r * step}\t{first + r * step + 101}\t{ids[c]}\t{values[r, c].item():.6f}\t"
-                   f"{'-' if rc[r, c] else '+'}\n" for r, c in zip(rows.tolist(), cols.tolist()))
-    assert bed_hits_text("chr1", first, step, 101, values, rc, ids, 0.5) == want
+    log10p = data.draw(arrays(np.float64, len(rows), elements=st.one_of(
+        st.floats(-400, 0, allow_nan=False), st.just(np.nan))))
+    score = [0 if np.isnan(q) else max(0, min(1000, round(-100 * q))) for q in log10p.tolist()]
+    pvalue = ["-1" if np.isnan(q) else f"{10.0 ** q:.4g}" for q in log10p.tolist()]
+    want = "".join(f"chr1\t{first + r * step}\t{first + r * step + 101}\t{ids[c]}\t{sc}\t"
+                   f"{'-' if rc[r, c] else '+'}\t{values[r, c].item():.6f}\t{p}\n"
+                   for r, c, sc, p in zip(rows.tolist(), cols.tolist(), score, pvalue))
+    starts = first + rows.astype(np.int64) * step
+    got = bed_sites_text("chr1", starts, starts + 101, np.array(ids)[cols], rc[rows, cols], values[rows, cols],
+                         log10p)
+    assert got == want

@@ -73,36 +73,32 @@ def bedgraph_text(chrom: str, first: int, step: int, values: np.ndarray) -> str:
     return lines(constant_column(chrom, n), int_column(starts), int_column(starts + step), score)
 
 
-def bed_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndarray, rc_won: np.ndarray,
-                  ids: list[str], threshold: float) -> str:
-    """BED6 lines (chrom, start, end, model, score, strand) for windows scoring >= threshold;
-    window k is [first + k*step, first + k*step + width); lines ordered by window, then model."""
-    with np.errstate(invalid="ignore"):
-        rows, cols = np.nonzero(values >= threshold)
-    starts = first + rows.astype(np.int64) * step
-    scores = np.asarray(values[rows, cols], dtype=np.float32)
-    strands = np.where(rc_won[rows, cols], "-", "+")
-    score = fixed_column(scores)
-    if score is None:  # a value too large for the exact vectorised path
-        return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{r}\n"
-                       for s, c, v, r in zip(starts.tolist(), cols.tolist(), scores.tolist(), strands.tolist()))
-    names = text_column(np.asarray(ids, dtype=np.bytes_)[cols]) if len(cols) else np.zeros((0, 1), np.uint8)
-    n = len(rows)
-    return lines(constant_column(chrom, n), int_column(starts), int_column(starts + width), names, score,
-                 text_column(strands))
+BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "signal", "pvalue")
 
 
-def bed_pvalue_hits_text(chrom: str, first: int, step: int, width: int, values: np.ndarray, log10p: np.ndarray,
-                         rc_won: np.ndarray, ids: list[str], max_log10p: float) -> str:
-    """BED6 + p-value lines (chrom, start, end, model, score, strand, p-value) for windows whose
-    log10 p-value is at most `max_log10p`; ordered by window, then model. p-values as %.4g."""
+def bed_score(log10p: np.ndarray) -> np.ndarray:
+    """BED's 0-1000 integer score from log10 p-values: 100 x -log10 p, capped at 1000 (p <= 1e-10);
+    0 where there is no p-value (NaN)."""
     with np.errstate(invalid="ignore"):
-        rows, cols = np.nonzero(log10p <= max_log10p)
-    if len(rows) == 0:
+        score = np.rint(np.minimum(1000.0, -100.0 * np.asarray(log10p, dtype=np.float64)))
+    return np.where(np.isnan(score), 0, np.maximum(score, 0)).astype(np.int64)
+
+
+def bed_sites_text(chrom: str, start: np.ndarray, end: np.ndarray, names: np.ndarray, minus: np.ndarray,
+                   score: np.ndarray, log10p: np.ndarray) -> str:
+    """BED6+2 lines: chrom, start, end, name, 0-1000 score (`bed_score`), strand, the window's
+    score (%.6f) and its p-value (%.4g; -1 where there is none, as in narrowPeak)."""
+    n = len(start)
+    if n == 0:
         return ""
-    starts = first + rows.astype(np.int64) * step
-    scores = np.asarray(values[rows, cols], dtype=np.float32)
-    pvalues = np.char.mod("%.4g", 10.0 ** np.asarray(log10p[rows, cols], dtype=np.float64))
-    strands = np.where(rc_won[rows, cols], "-", "+")
-    return "".join(f"{chrom}\t{s}\t{s + width}\t{ids[c]}\t{v:.6f}\t{r}\t{p}\n" for s, c, v, r, p in
-                   zip(starts.tolist(), cols.tolist(), scores.tolist(), strands.tolist(), pvalues.tolist()))
+    score = np.asarray(score, dtype=np.float32)
+    signal = fixed_column(score)
+    with np.errstate(over="ignore"):
+        p = np.where(np.isnan(log10p), -1.0, 10.0 ** np.asarray(log10p, dtype=np.float64))
+    pvalue = text_column(np.char.mod("%.4g", p))
+    strand = text_column(np.where(minus, "-", "+"))
+    if signal is None:  # a value too large for the exact vectorised path
+        signal = text_column(np.char.mod("%.6f", score.astype(np.float64)))
+    return lines(constant_column(chrom, n), int_column(np.asarray(start, np.int64)),
+                 int_column(np.asarray(end, np.int64)), text_column(names), int_column(bed_score(log10p)),
+                 strand, signal, pvalue)

@@ -15,10 +15,20 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from dbtools.io.atomic import atomic_path
+
+@dataclass(frozen=True)
+class BrowserOptions:
+    """What browser files a scan writes beside its tracks (IGV sessions always)."""
+
+    hub: str | None = None  # a UCSC track hub of this name
+    assembly: str | None = None  # the genome assembly of the hub and sessions (hg19, hg38, ...)
+    email: str = ""  # the hub's contact
+
 
 SHOWN = 12  # tracks shown when a hub or session opens; the rest start hidden
 COLOURS = {"ChIP-seq": (31, 119, 180), "SELEX": (214, 39, 40), "PBM": (44, 160, 44),
@@ -175,3 +185,12 @@ def write_igv_sessions(folder: str | os.PathLike, rows: list[dict[str, str]], lo
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     return list(texts)
+
+
+def write_browser_files(folder: str | os.PathLike, rows: list[dict[str, str]], locus: str, genome: str,
+                        browser: BrowserOptions) -> list[Path]:
+    """IGV sessions, and the hub when asked for, beside the tracks."""
+    files = write_igv_sessions(folder, rows, locus, browser.assembly, genome)
+    if browser.hub:
+        files += write_hub(folder, rows, browser.hub, browser.assembly, browser.email)
+    return files

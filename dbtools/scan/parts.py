@@ -130,7 +130,7 @@ class ChromPart:
         self.segments: dict[str, list[list[int]]] = {}
         self.closed = False
 
-    def add(self, window: int, first: int, step: int, models: list[int], values: np.ndarray, hits: str) -> None:
+    def add(self, window: int, first: int, step: int, models: list[int], values: np.ndarray) -> None:
         """Append windows first, first + step, ... (values [n, len(models)]) of one window class."""
         segs = self.segments.setdefault(str(window), [])
         n = values.shape[0]
@@ -142,8 +142,11 @@ class ChromPart:
             cols = np.ascontiguousarray(values.T)
             for j, m in enumerate(models):
                 self.files[m].write(cols[j].tobytes())
-        if hits:
-            self.hits.write(hits)
+
+    def add_hits(self, text: str) -> None:
+        """BED lines of the contig, in order."""
+        if text:
+            self.hits.write(text)
 
     def close(self) -> None:
         if self.closed:

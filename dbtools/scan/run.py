@@ -39,7 +39,13 @@ from dbtools.scan.parts import PartStore
 from dbtools.engine.windows import window_count, window_values
 from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
-from dbtools.io.tracks import bed_hits_text, bed_pvalue_hits_text, bedgraph_text, open_track
+from dbtools.io.bgzip import open_indexed_text
+from dbtools.io.contigs import Naming, output_names
+from dbtools.io.tracks import bedgraph_text, open_track
+from dbtools.io.checksum import file_sha256
+from dbtools.scan.browser import BrowserOptions, write_browser_files
+from dbtools.scan.describe import describe, write_tracks_tsv
+from dbtools.scan.hits import HEADER as HITS_HEADER, ContigHits, HitsMerge, hit_names
 from dbtools.significance.lookup import background_tables, check_floor, check_pvalue
 from dbtools.significance.tables import Tables, log10_pvalues
 from dbtools.scan.writers import MAX_OPEN_TRACKS, OpenTracks, feed, remove_stale_temporaries, track_path
@@ -86,6 +92,8 @@ class ScanOptions:
     fmt: str = TrackFormat.BIGWIG
     pvalue: float | None = None  # bed: hits with p-value <= this (instead of threshold)
     track_values: str = TrackValues.SCORE  # tracks: scores, or -log10 p
+    contig_names: str = Naming.FASTA  # output contig names: fasta, ucsc, ensembl or a chromAlias file
+    hits_merge: str = HitsMerge.SITE  # bed: overlapping windows of a model and strand as one site
 
     @property
     def needs_backgrounds(self) -> bool:
@@ -98,11 +106,11 @@ class ScanSummary:
     skipped: int  # contigs already complete (--resume)
     bases: int
     models: int
-    outputs: list[str]
+    outputs: list[str]  # the tracks (or the hits and their index); tracks.tsv and browser files beside them
     assembled: bool
 
 
-HITS_FILE = "hits.bed"
+HITS_FILE = "hits.bed.gz"  # BGZF, with its tabix index HITS_FILE + ".tbi"
 
 
 def track_offset(window: int, step: int) -> int:
@@ -222,6 +230,9 @@ def _signature(genome: Genome, plan: dict, bank: Bank, windows: list[int], optio
         **({"precision": precision} if precision != "fp32" else {}),  # fp32 parts of earlier versions still match
         **({"pvalue": options.pvalue} if options.pvalue is not None else {}),
         **({"track_values": str(options.track_values)} if options.track_values != TrackValues.SCORE else {}),
+        "contig_names": str(options.contig_names),
+        "names": output_names(genome.contigs, options.contig_names),
+        "hits_merge": str(options.hits_merge),
     }
 
 
@@ -235,6 +246,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
          stdout: TextIO, device: torch.device | str = "cpu", precision: str = "fp32",
          chunk_size: int | None = None, batch_windows: int | None = None, resume: bool = False,
          shard: tuple[int, int] = (1, 1), threads: int | None = None,
+         browser: BrowserOptions = BrowserOptions(),
          warn: Callable[[str], None] = lambda s: None,
          progress: Callable[[str, int, int], None] | None = None) -> ScanSummary:
     """Scan the planned regions with the selected models and write the tracks.
@@ -250,6 +262,8 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
     chunk_size, batch_windows : bases per chunk, scoring windows per engine step
     resume, shard : skip contigs already complete; scan shard i of n (contigs split by size)
     threads : tracks written side by side (default: the CPUs this process may use)
+    browser : the hub and assembly of the browser files written beside the tracks (tracks.tsv,
+        IGV sessions, a UCSC hub with `browser.hub`)
     warn, progress : callbacks; `progress(contig, bases_done, contig_bases)` after each chunk
 
     Returns
@@ -257,6 +271,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
     ScanSummary : contigs scanned and skipped, bases, models and the files written
     """
     dtype = _check_options(options, precision, device, out_dir, resume, shard, warn)
+    _check_browser(browser, options)
     selected = open_selected(bank, models)
     classes = window_classes(selected, options.window)
     _check_selection(len(selected), classes, options, out_dir)
@@ -266,27 +281,34 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         tables = background_tables(selected, options.scoring, options.window, where=flag)
         if options.pvalue is not None:
             check_floor(tables, selected.ids, options.pvalue)
+    elif options.fmt == TrackFormat.BED:
+        tables = _optional_tables(selected, options)
     windows = [0] * len(selected)
     for w, idx in classes:
         for i in idx:
             windows[i] = w
     with Genome(genome_path) as genome, ExitStack() as stack:
         plan = plan_regions(genome, regions, chroms, skip_missing, warn)
+        names = output_names(genome.contigs, options.contig_names)
         _warn_short_regions(plan, max(w for w, _ in classes), regions or genome_path, warn)
         store = tracks = None
         if out_dir is not None:
             store = PartStore(out_dir)
-            store.start(_signature(genome, plan, selected, windows, options, precision),
-                        keep_existing=resume or shard[1] > 1)
+            signature = _signature(genome, plan, selected, windows, options, precision)
+            if options.fmt != TrackFormat.BED:
+                signature["description"] = _description(genome, plan, names, selected, windows, options, browser)
+            store.start(signature, keep_existing=resume or shard[1] > 1)
             for stale in remove_stale_temporaries(out_dir, _output_names(selected.ids, options.fmt)):
                 warn(f"{out_dir}: removed {stale}, left by an interrupted scan")
             if _streams(options, shard, len(selected)):
-                header = [(c, genome.sizes[c]) for c in genome.contigs]
+                header = [(names[c], genome.sizes[c]) for c in genome.contigs]
                 paths = [track_path(out_dir, track_file_name(i), options.fmt) for i in selected.ids]
                 tracks = stack.enter_context(OpenTracks(paths, options.fmt, header, cpu_count(threads)))
         engines = [(w, idx, BankEngine(selected.subset(idx), device, dtype=dtype)) for w, idx in classes]
         chunk = chunk_size or default_chunk(len(selected))
         done_contigs = skipped = bases = 0
+        if out_dir is None and options.fmt == TrackFormat.BED:
+            stdout.write(HITS_HEADER)
         for contig in shard_contigs(plan, shard):
             index = genome.contigs.index(contig)
             total = sum(e - s for s, e in plan[contig])
@@ -296,22 +318,23 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
                     for j in range(len(selected)):
                         for c, first, step, values in _runs(store, [contig], {contig: index}, j, windows[j],
                                                             options.step):
-                            tracks.add(j, c, first, step, values)
+                            tracks.add(j, names[c], first, step, values)
                 if progress:
                     progress(contig, total, total)
                 continue
             if store is not None:
                 with store.writing(index, len(selected), options.fmt != "bed") as part:
                     _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                                 precision, _PartSink(part, selected.ids, options, tracks, tables), progress)
+                                 precision, _PartSink(part, selected, options, names, tracks, tables), progress)
             else:
                 _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                             precision, _StreamSink(stdout, selected.ids, options, tables), progress)
+                             precision, _StreamSink(stdout, selected, options, names, tables), progress)
             done_contigs += 1
             bases += total
     # the tracks are complete and renamed (OpenTracks closed with the stack)
     if tracks is not None:
         outputs = [str(p) for p in tracks.paths]
+        _browser_files(out_dir, signature)
         store.remove()
         assembled = True
     else:
@@ -324,7 +347,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
 def _output_names(ids: list[str], fmt: str) -> list[str]:
     """The file names a scan writes in its folder."""
     if fmt == TrackFormat.BED:
-        return [HITS_FILE]
+        return [HITS_FILE, HITS_FILE + ".tbi"]
     return [track_path(".", track_file_name(i), fmt).name for i in ids]
 
 
@@ -380,14 +403,49 @@ def _check_selection(n_models: int, classes: list[tuple[int, list[int]]], option
                          "give --out-dir DIR for one DIR/<model>.bedGraph each")
 
 
-def _hits_text(contig, window, first, models, values, rc_won, ids, options: ScanOptions, tables) -> str:
-    """BED hits of one block of windows: by score threshold, or by p-value with a p-value column."""
-    names = [ids[m] for m in models]
-    if options.pvalue is None:
-        return bed_hits_text(contig, first, options.step, window, values, rc_won, names, options.threshold)
-    log10p = log10_pvalues(torch.from_numpy(values), tables.rows(models)).numpy()
-    return bed_pvalue_hits_text(contig, first, options.step, window, values, log10p, rc_won, names,
-                                float(np.log10(options.pvalue)))
+def _check_browser(browser: BrowserOptions, options: ScanOptions) -> None:
+    if options.contig_names not in tuple(Naming) and not os.path.isfile(options.contig_names):
+        raise UsageError(f"--contig-names {options.contig_names!r}: choose {', '.join(Naming)} or give a "
+                         "chromAlias file")
+    if browser.hub is not None:
+        if options.fmt != TrackFormat.BIGWIG:
+            raise UsageError("--hub needs BigWig tracks (--format bigwig)")
+        if not browser.assembly:
+            raise UsageError("--hub needs --genome-assembly (the UCSC name: hg19, hg38, mm10, ...)")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", browser.assembly):
+            raise UsageError(f"--genome-assembly {browser.assembly!r}: a UCSC assembly name, e.g. hg38")
+
+
+def _description(genome: Genome, plan: dict, names: dict[str, str], bank: Bank, windows: list[int],
+                 options: ScanOptions, browser: BrowserOptions) -> dict:
+    """What tracks.tsv and the browser files say of the scan (kept in the part store for merge-tracks)."""
+    files = [track_path(".", track_file_name(i), options.fmt).name for i in bank.ids]
+    rows = describe(files, bank, windows, step=options.step, window_size=options.scoring.window_size,
+                    average=options.scoring.average, threshold=options.threshold,
+                    values=str(options.track_values), genome=genome.path, genome_sha256=file_sha256(genome.path),
+                    contig_names=Path(options.contig_names).name)
+    contig = next(iter(plan))
+    start, end = plan[contig][0]
+    locus = f"{names[contig]}:{start + 1}-{min(end, start + 2_000_000)}"
+    return {"rows": rows, "locus": locus, "genome": os.path.abspath(genome.path), "browser": asdict(browser)}
+
+
+def _browser_files(out_dir: str | os.PathLike, signature: dict) -> list[str]:
+    """tracks.tsv, the IGV sessions and the hub of a scan whose tracks are complete."""
+    d = signature.get("description")
+    if d is None:
+        return []
+    files = [write_tracks_tsv(out_dir, d["rows"])]
+    files += write_browser_files(out_dir, d["rows"], d["locus"], d["genome"], BrowserOptions(**d["browser"]))
+    return [str(f) for f in files]
+
+
+def _optional_tables(bank: Bank, options: ScanOptions) -> Tables | None:
+    """The backgrounds of every model for the hits' p-values, or None when a model has none."""
+    try:
+        return background_tables(bank, options.scoring, options.window)
+    except DbtoolsError:
+        return None
 
 
 def _track_values(values: np.ndarray, models, options: ScanOptions, tables: Tables | None) -> np.ndarray:
@@ -397,38 +455,68 @@ def _track_values(values: np.ndarray, models, options: ScanOptions, tables: Tabl
     return 0.0 - log10_pvalues(torch.from_numpy(values), tables.rows(models)).numpy()
 
 
-class _StreamSink:
+class _Sink:
+    """Where a contig's window values go; BED hits are kept per contig (ContigHits)."""
+
+    def __init__(self, bank: Bank, options: ScanOptions, names: dict[str, str], tables: Tables | None):
+        self.options, self.names, self.tables = options, names, tables
+        self.hit_names = hit_names(bank) if options.fmt == TrackFormat.BED else None
+        self.hits: ContigHits | None = None
+
+    def add(self, contig, window, first, models, values, rc_won) -> None:
+        o = self.options
+        if o.fmt == TrackFormat.BED:
+            if self.hits is None:
+                self.hits = ContigHits(self.names[contig], self.hit_names, threshold=o.threshold, pvalue=o.pvalue,
+                                       tables=self.tables, merge=o.hits_merge)
+            self.hits.add(window, first, o.step, models, values, rc_won)
+        else:
+            self.values(self.names[contig], first + track_offset(window, o.step), models,
+                        _track_values(values, models, o, self.tables))
+
+    def chunk_done(self) -> None:
+        if self.hits is not None:
+            self.write_hits(self.hits.chunk_done())
+
+    def contig_done(self) -> None:
+        if self.hits is not None:
+            self.write_hits(self.hits.finish())
+            self.hits = None
+
+
+class _StreamSink(_Sink):
     """bedGraph (one model) or BED hits straight to a text stream."""
 
-    def __init__(self, out: TextIO, ids: list[str], options: ScanOptions, tables: Tables | None = None):
-        self.out, self.ids, self.options, self.tables = out, ids, options, tables
+    def __init__(self, out: TextIO, bank: Bank, options: ScanOptions, names: dict[str, str],
+                 tables: Tables | None = None):
+        super().__init__(bank, options, names, tables)
+        self.out = out
 
-    def add(self, contig, window, first, models, values, rc_won):
-        o = self.options
-        if o.fmt == "bed":
-            self.out.write(_hits_text(contig, window, first, models, values, rc_won, self.ids, o, self.tables))
-        else:
-            values = _track_values(values, models, o, self.tables)
-            self.out.write(bedgraph_text(contig, first + track_offset(window, o.step), o.step, values[:, 0]))
+    def values(self, chrom, first, models, values) -> None:
+        self.out.write(bedgraph_text(chrom, first, self.options.step, values[:, 0]))
+
+    def write_hits(self, text: str) -> None:
+        self.out.write(text)
 
 
-class _PartSink:
+class _PartSink(_Sink):
     """Window values (tracks) or hits (BED) into the part store, and to the open tracks if any."""
 
-    def __init__(self, part, ids: list[str], options: ScanOptions, tracks: OpenTracks | None = None,
-                 tables: Tables | None = None):
-        self.part, self.ids, self.options, self.tracks, self.tables = part, ids, options, tracks, tables
+    def __init__(self, part, bank: Bank, options: ScanOptions, names: dict[str, str],
+                 tracks: OpenTracks | None = None, tables: Tables | None = None):
+        super().__init__(bank, options, names, tables)
+        self.part, self.tracks = part, tracks
 
-    def add(self, contig, window, first, models, values, rc_won):
-        o = self.options
-        hits = ""
-        if o.fmt == "bed":
-            hits = _hits_text(contig, window, first, models, values, rc_won, self.ids, o, self.tables)
-        else:
-            values = _track_values(values, models, o, self.tables)
-        self.part.add(window, first, o.step, models, values, hits)
+    def add(self, contig, window, first, models, values, rc_won) -> None:
+        self.part.add(window, first, self.options.step, models, values)
+        super().add(contig, window, first, models, values, rc_won)
+
+    def values(self, chrom, first, models, values) -> None:
         if self.tracks is not None:
-            self.tracks.add_columns(models, contig, first + track_offset(window, o.step), o.step, values)
+            self.tracks.add_columns(models, chrom, first, self.options.step, values)
+
+    def write_hits(self, text: str) -> None:
+        self.part.add_hits(text)
 
 
 def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], engines, options: ScanOptions,
@@ -458,9 +546,11 @@ def _scan_contig(genome: Genome, contig: str, segments: list[tuple[int, int]], e
                         with np.errstate(invalid="ignore"):
                             values[values < options.threshold] = np.nan
                     sink.add(contig, w, lo, idx, values, rc_won)
+                sink.chunk_done()
             if progress:
                 progress(contig, before + (b - a if k1 >= n else k1 * S), total)
         before += b - a
+    sink.contig_done()
 
 
 def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str]:
@@ -484,24 +574,29 @@ def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str
     out = Path(out_dir)
     remove_stale_temporaries(out, _output_names(ids, fmt))
     outputs: list[str] = []
+    names = sig.get("names") or {c: c for c, _ in header}
     if fmt == "bed":
         path = out / HITS_FILE
-        with atomic_path(path) as tmp, open(tmp, "w") as fh:
-            for c in sig["contigs"]:
+        with open_indexed_text(path, "bed") as fh:
+            fh.write(HITS_HEADER)
+            for c in sorted(sig["contigs"], key=index.__getitem__):
                 with open(store.hits_path(index[c])) as src:
                     for block in iter(lambda: src.read(1 << 20), ""):
                         fh.write(block)
-        outputs.append(str(path))
+        outputs += [str(path), str(path) + ".tbi"]
     else:
+        renamed = [(names[c], n) for c, n in header]
+
         def write(j: int) -> str:  # one model's track; the tracks are written side by side
             path = track_path(out, track_file_name(ids[j]), fmt)
-            with open_track(path, fmt, header) as track:
+            with open_track(path, fmt, renamed) as track:
                 for contig, first, s, values in _runs(store, sig["contigs"], index, j, windows[j], step):
-                    feed(track, contig, first, s, values)
+                    feed(track, names[contig], first, s, values)
             return str(path)
 
         with ThreadPoolExecutor(min(cpu_count(threads), len(ids))) as pool:
             outputs = list(pool.map(write, range(len(ids))))
+        _browser_files(out, sig)
     store.remove()
     return outputs
 

@@ -96,6 +96,11 @@ class SiteMerger:
         self._carry, self._carry_last = best.take(open_chain), chain_last[open_chain]
         return best.take(~open_chain)
 
+    @property
+    def open(self) -> Sites:
+        """The open chains' best windows (one per model and strand)."""
+        return self._carry
+
     def finish(self) -> Sites:
         """The sites still open at the end of the contig."""
         done, self._carry, self._carry_last = self._carry, Sites.empty(), np.zeros(0, np.int64)

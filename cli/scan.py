@@ -16,6 +16,8 @@ from dbtools.device import resolve_device
 from dbtools.parallel import cpu_count
 from dbtools.scan.run import Precision, ScanOptions, TrackFormat, TrackValues, assemble, parse_shard
 from dbtools.scan.run import scan as run_scan
+from dbtools.scan.browser import BrowserOptions
+from dbtools.scan.hits import HitsMerge
 from dbtools.score import ScoreOptions
 
 from . import options
@@ -66,12 +68,15 @@ def scan(
     average: options.Average = False,
     out_dir: Annotated[Optional[str], typer.Option(
         "--out-dir", "-o", metavar="DIR",
-        help="Write DIR/<model>.bw (bigwig), DIR/<model>.bedGraph or DIR/hits.bed. Without it, bedGraph "
+        help="Write DIR/<model>.bw (bigwig) or DIR/<model>.bedGraph, with tracks.tsv (what each file "
+             "holds) and IGV sessions (igv_session.json, .xml), or DIR/hits.bed.gz. Without it, bedGraph "
              "(one model) and BED go to stdout.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar=options.choices(TrackFormat),
-                                     help="bigwig: one track per model; bedgraph: the same as text; bed: "
-                                          "windows scoring >= --threshold (chrom, start, end, model, score, "
-                                          "strand that won).")] = ScanOptions.fmt,
+                                     help="bigwig: one track per model; bedgraph: the same as text; bed: hits "
+                                          "(--threshold or --pvalue) as sites: chrom, start, end, PROTEIN:ID, "
+                                          "0-1000 score (100 x -log10 p), strand that won, window score, p-value "
+                                          "(-1 without a background); DIR/hits.bed.gz is bgzipped and "
+                                          "tabix-indexed.")] = ScanOptions.fmt,
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", "-t", metavar="T",
         help="BED: write windows scoring >= T (this or --pvalue). Tracks: leave out values below T.")] = None,
@@ -83,6 +88,24 @@ def scan(
         "--track-values", metavar=options.choices(TrackValues),
         help="Tracks hold each window's score, or -log10 of its p-value (comparable across models).")]
         = TrackValues.SCORE,
+    contig_names: Annotated[str, typer.Option(
+        "--contig-names", metavar="fasta|ucsc|ensembl|FILE",
+        help="Contig names in tracks, hits and hubs: the FASTA's, UCSC's (20 -> chr20, MT -> chrM), "
+             "Ensembl's (chr20 -> 20), or a chromAlias file (each line's first name is used).")] = ScanOptions.contig_names,
+    hits_merge: Annotated[str, typer.Option(
+        "--hits-merge", metavar=options.choices(HitsMerge),
+        help="BED: site writes the overlapping hit windows of a model and strand as one row (the best "
+             "window); none writes every window.")] = ScanOptions.hits_merge,
+    hub: Annotated[Optional[str], typer.Option(
+        "--hub", metavar="NAME",
+        help="Also write a UCSC track hub (hub.txt, genomes.txt, ASSEMBLY/trackDb.txt) next to the BigWigs; "
+             "needs --genome-assembly.")] = None,
+    genome_assembly: Annotated[Optional[str], typer.Option(
+        "--genome-assembly", metavar="NAME",
+        help="The assembly the genome is (hg19, hg38, mm10, ...), for the hub and the IGV sessions "
+             "(default: the sessions load GENOME itself).")] = None,
+    hub_email: Annotated[str, typer.Option("--hub-email", metavar="ADDRESS",
+                                           help="The hub's contact address.")] = "",
     chroms: Annotated[Optional[list[str]], typer.Option(
         "--chroms", metavar="NAMES", help="Only these contigs (repeatable or comma-separated; chr20 = 20).")] = None,
     shard: Annotated[Optional[str], typer.Option(
@@ -122,9 +145,11 @@ def scan(
             options=ScanOptions(window=window, step=step,
                                 scoring=ScoreOptions(window_size=window_size, average=average),
                                 threshold=threshold, fmt=fmt.lower(), pvalue=pvalue,
-                                track_values=track_values.lower()),
+                                track_values=track_values.lower(), contig_names=contig_names,
+                                hits_merge=hits_merge.lower()),
             out_dir=out_dir, stdout=sys.stdout, device=resolve_device(device), precision=precision.lower(),
             chunk_size=chunk_size, batch_windows=batch_size, resume=resume, shard=parse_shard(shard), threads=threads,
+            browser=BrowserOptions(hub=hub, assembly=genome_assembly, email=hub_email),
             warn=_warn, progress=update,
         )
     if out_dir is not None:

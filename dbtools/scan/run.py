@@ -377,6 +377,8 @@ def _check_options(options: ScanOptions, precision: str, device: torch.device | 
         check_pvalue(options.pvalue)
         if options.fmt != "bed":
             raise UsageError("--pvalue selects BED hits (--format bed); tracks take --track-values log10p")
+    if options.hits_merge not in tuple(HitsMerge):
+        raise UsageError(f"--hits-merge {options.hits_merge!r}: choose one of {', '.join(HitsMerge)}")
     if options.track_values not in tuple(TrackValues):
         raise UsageError(f"--track-values {options.track_values!r}: choose one of {', '.join(TrackValues)}")
     if options.track_values != TrackValues.SCORE and options.fmt == "bed":

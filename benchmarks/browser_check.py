@@ -37,7 +37,7 @@ IGV_VERSION = "3"
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>dbtools scan</title>
 <style>body{margin:0;font-family:sans-serif}</style></head><body>
-<div id="igv"></div><pre id="status">loading</pre>
+<div id="igv"></div><pre id="status" style="display:none">loading</pre>
 <script src="igv.min.js"></script>
 <script>
 const errors = [];
@@ -47,6 +47,7 @@ window.addEventListener("error", e => errors.push(String(e.message)));
 window.addEventListener("unhandledrejection", e => errors.push(String(e.reason)));
 (async () => {
   const session = await (await fetch("tracks/igv_session.json")).json();
+  session.loadDefaultGenomes = false;
   session.reference = {id: "chr20-b37", name: "chr20", fastaURL: "genome/20.fa.gz",
                        indexURL: "genome/20.fa.gz.fai", compressedIndexURL: "genome/20.fa.gz.gzi"};
   for (const t of session.tracks) { t.url = "tracks/" + t.url; t.visible = true; }
@@ -131,7 +132,7 @@ def chromium(*args: str) -> str:
     if exe is None:
         sys.exit("chromium not found (Debian: apt-get install chromium)")
     done = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--virtual-time-budget=60000", "--window-size=1400,1000", *args],
+                           "--virtual-time-budget=60000", "--window-size=1400,300", *args],
                           capture_output=True, text=True, timeout=300)
     return done.stdout
 

@@ -85,6 +85,15 @@ def read_index(db_tsv: str | Path) -> dict[str, dict[str, str]]:
     return {r["ID"]: r for r in rows}
 
 
+def species_name(text: str) -> str:
+    """A binomial written the usual way: genus capitalised, the rest lower case ("Mus Musculus"
+    -> "Mus musculus"), so one species is one group wherever models are grouped by species."""
+    words = text.split()
+    if not words:
+        return ""
+    return " ".join([words[0].capitalize()] + [w.lower() for w in words[1:]])
+
+
 def import_deepbind(db_tsv: str | Path, params_dir: str | Path, ids: list[str] | None = None) -> Bank:
     """Build a bank from every index row that has a params file (or only `ids`)."""
     index = read_index(db_tsv)
@@ -102,7 +111,7 @@ def import_deepbind(db_tsv: str | Path, params_dir: str | Path, ids: list[str] |
             id=mid,
             protein=row.get("Protein", ""),
             arch=arch,
-            species=row.get("Species", ""),
+            species=species_name(row.get("Species", "")),
             protein_type=row.get("Type", ""),
             experiment=row.get("Experiment", ""),
             experiment_details=row.get("Experiment Details", ""),
@@ -115,7 +124,9 @@ def import_deepbind(db_tsv: str | Path, params_dir: str | Path, ids: list[str] |
             train_length=None,
             provenance={"imported_from": f"{mid}.txt", "original_model": row.get("Model", ""),
                         "seed": None, "hyperparameters": None, "metrics": None,
-                        "dbtools_version": __version__},
+                        "dbtools_version": __version__,
+                        **({"species_as_published": row["Species"]}
+                           if species_name(row.get("Species", "")) != row.get("Species", "") else {})},
         )
         models.append(Model(info, arrays))
     if not models:

@@ -3,7 +3,6 @@ BED regions of it, all-N windows left out; optionally each one dinucleotide-shuf
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from dbtools.io.encode import N, decode, encode
 from dbtools.io.genome import Genome
 from dbtools.io.regions import read_regions
 from dbtools.train.shuffle import dinucleotide_shuffle
+from dbtools.io.checksum import file_sha256
 
 _FETCH_BASES = 1 << 22  # bases fetched and encoded at a time
 
@@ -24,15 +24,6 @@ class Interval:
     contig: str
     start: int
     end: int
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes (a background records the genome it was drawn from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sampling_intervals(genome: Genome, regions: str | None) -> list[Interval]:

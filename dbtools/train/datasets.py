@@ -11,7 +11,6 @@ and the positives are weighted to balance their shuffles (`balance_weights`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from dbtools.io.regions import read_regions
 from dbtools.io.sequences import read_sequences
 from dbtools.io.streams import open_lines
 from dbtools.train.shuffle import dinucleotide_shuffle
+from dbtools.io.checksum import file_sha256
 
 FORMATS = ("auto", "deepbind", "tsv", "fasta", "bed")
 # shuffled negatives: about SHUFFLE_ROWS in all, at least 1 and at most MAX_SHUFFLES per positive
@@ -91,14 +91,6 @@ def cap_negatives(rows: np.ndarray, targets: np.ndarray, origin: np.ndarray, per
         r[by] = np.arange(len(o)) - first
         rank[made] = r
     return rows[~(neg & made) | (rank < per_origin)]
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parse_rows(spec: str | None) -> slice:
@@ -254,7 +246,7 @@ def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     sel = parse_rows(rows)
-    src = {"path": str(path), "sha256": sha256(path) if path != "-" else None, "format": fmt, "rows": rows}
+    src = {"path": str(path), "sha256": file_sha256(path) if path != "-" else None, "format": fmt, "rows": rows}
     if fmt in ("deepbind", "tsv"):
         seqs, targets, _ = _read_table(path, fmt)
         seqs, targets = seqs[sel], targets[sel]
@@ -281,7 +273,7 @@ def read_dataset(path: str, *, fmt: str = "auto", task: str | None = None, rows:
     if negatives is not None:
         neg = _read_fasta(negatives)
         seqs, values = seqs + neg, np.concatenate([values, np.zeros(len(neg), np.float32)])
-        sources.append({"path": str(negatives), "sha256": sha256(negatives), "format": "fasta", "role": "negatives"})
+        sources.append({"path": str(negatives), "sha256": file_sha256(negatives), "format": "fasta", "role": "negatives"})
     elif task == "classification" and not (values == 0).any():
         rng = np.random.default_rng(seed)
         extra = {}

@@ -133,3 +133,12 @@ def test_no_import_cycles_between_modules():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject.toml lists the packages by name: a new subpackage missing there is missing from the wheel."""
+    import tomllib
+
+    declared = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p.parent) for p in PACKAGE.rglob("__init__.py")}
+    assert found <= declared, f"not in pyproject.toml [tool.setuptools] packages: {sorted(found - declared)}"

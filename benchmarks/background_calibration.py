@@ -31,7 +31,7 @@ from dbtools.io.genome import Genome
 from dbtools.significance.compute import BackgroundOptions, background
 from dbtools.significance.lookup import background_tables
 from dbtools.significance.sampling import draw_windows, sampling_intervals
-from dbtools.significance.tables import log10_pvalues
+from dbtools.significance.tables import MIN_TAIL_SHAPE, log10_pvalues
 
 GENOME = Path(__file__).resolve().parents[1].parent / "shared/data/genome/20.fa.gz"
 HALF = 31_500_000
@@ -47,6 +47,10 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=25, help="test windows every S bp of the second half")
     ap.add_argument("--shuffle", action="store_true")
     ap.add_argument("--test-windows", type=int, default=100_000, help="--shuffle: fresh shuffled test windows")
+    ap.add_argument("--half-bank", help="reuse this first-half background bank (made by an earlier run: "
+                                        "it must hold the selected models) instead of computing it")
+    ap.add_argument("--free-shape", action="store_true", help="also report the tail shape as fitted, "
+                                                              "not raised to 0")
     a = ap.parse_args()
     full = load_bank(default_bank_path())
     ids = full.ids[::a.every]
@@ -54,21 +58,26 @@ def main() -> None:
         first, second = Path(tmp) / "first.bed", Path(tmp) / "second.bed"
         first.write_text(f"20\t0\t{HALF}\n")
         second.write_text(f"20\t{HALF}\t{g.sizes['20']}\n")
-        out = Path(tmp) / "half.bank"
+        out = Path(a.half_bank) if a.half_bank else Path(tmp) / "half.bank"
         t0 = time.time()
-        background(a.genome, bank=None, models=ids, bank_out=str(out), regions=str(first),
-                   options=BackgroundOptions(windows=a.windows, shuffle=a.shuffle))
+        if not a.half_bank:
+            background(a.genome, bank=None, models=ids, bank_out=str(out), regions=str(first),
+                       options=BackgroundOptions(windows=a.windows, shuffle=a.shuffle))
         t1 = time.time()
         bank = load_bank(out).subset([full.ids.index(i) for i in ids])
         engine = BankEngine(bank)
         tables = background_tables(bank, ScoreOptions())
+        shapes = {"tail shape raised to 0": MIN_TAIL_SHAPE, **({"tail shape as fitted": None} if a.free_shape else {})}
+
+        def lookup(x: np.ndarray) -> dict[str, np.ndarray]:
+            return {k: log10_pvalues(torch.from_numpy(x), tables, min_shape=v).numpy() for k, v in shapes.items()}
         if a.shuffle:
             codes, _ = draw_windows(g, sampling_intervals(g, str(second)), W, a.test_windows, seed=2, shuffle=True)
             scores = torch.cat([engine.score(torch.from_numpy(codes[i:i + 1024])) for i in range(0, len(codes), 1024)])
             gc = np.isin(codes, (G, C)).mean(axis=1)
-            logp = log10_pvalues(scores, tables).numpy()
+            logps = lookup(scores.numpy())
         else:
-            logps, gcs = [], []
+            parts, gcs = [], []
             for lo in range(HALF, g.sizes["20"], 2_000_000):
                 hi = min(g.sizes["20"], lo + 2_000_000)
                 codes = encode(g.fetch("20", lo, hi + W - 1))
@@ -78,13 +87,21 @@ def main() -> None:
                 called = np.isin(codes, (G, C)).astype(np.int64)
                 csum = np.concatenate([[0], np.cumsum(called)])
                 gcs.append((csum[starts + W] - csum[starts]) / W)
-                logps.append(log10_pvalues(torch.from_numpy(v[keep]), tables).numpy())
-            logp, gc = np.concatenate(logps), np.concatenate(gcs)
+                parts.append(lookup(v[keep]))
+            logps = {k: np.concatenate([p[k] for p in parts]) for k in shapes}
+            gc = np.concatenate(gcs)
         t2 = time.time()
     kind = "shuffled" if a.shuffle else "genome"
     print(f"# {len(ids)} models (every {a.every}th), {kind} background of {a.windows} windows on 0-{HALF} "
-          f"({t1 - t0:.0f} s); {len(logp)} test windows ({t2 - t1:.0f} s); "
+          f"({t1 - t0:.0f} s); {len(gc)} test windows ({t2 - t1:.0f} s); "
           f"GC of test windows {gc.mean():.3f}", file=sys.stderr)
+    for name, logp in logps.items():
+        print(f"# {name}")
+        report(logp, gc, bank)
+
+
+def report(logp: np.ndarray, gc: np.ndarray, bank) -> None:
+    """The ratio distribution per alpha, and the models outside [1/2, 2]."""
     print("alpha\tmodels\twithin_2x\tq05\tq25\tmedian\tq75\tq95")
     misses = {}
     for alpha in ALPHAS:

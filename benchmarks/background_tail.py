@@ -63,22 +63,27 @@ def markov(trans: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarr
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="D00328.018")
+    ap.add_argument("--model", default="D00328.018", help="model IDs, comma-separated")
+    ap.add_argument("--shape-bounds", default=">=0", help="tail shapes to compare, comma-separated: free (as "
+                                                          "fitted), '>=0' (raised to 0: what dbtools uses)")
     ap.add_argument("--windows", type=int, default=DEFAULT_WINDOWS)
     ap.add_argument("--fractions", type=float, nargs="+", default=[DEFAULT_TAIL_FRACTION, 0.01])
     ap.add_argument("--brute", type=int, default=100_000_000, help="brute-force windows (bases)")
     ap.add_argument("--genome", default=str(GENOME))
     a = ap.parse_args()
     bank = load_bank(default_bank_path())
-    engine = BankEngine(bank.subset([bank.ids.index(a.model)]))
+    ids = a.model.split(",")
+    engine = BankEngine(bank.subset([bank.ids.index(i) for i in ids]))
+    bounds = {"free": None, ">=0": 0.0}
+    caps = a.shape_bounds.split(",")
     trans = transitions(a.genome)
     t0 = time.time()
     bg = markov(trans, math.ceil(a.windows / CHAINS) * W, np.random.default_rng(1)).reshape(-1, W)[:a.windows]
     samples = torch.cat([engine.score(torch.from_numpy(bg[i:i + 4096])) for i in range(0, len(bg), 4096)])
     t1 = time.time()
     rng = np.random.default_rng(2)
-    keep = 2000
-    top = np.empty(0, dtype=np.float32)
+    keep = 20_000
+    top = np.empty((0, len(ids)), dtype=np.float32)
     n = 0
     block = 10_000  # bases per chain and round; the chains are joined end to end (a join is a
     piece = 2_000_000  # fresh start, which the stationary start makes harmless) and scored in pieces
@@ -86,27 +91,30 @@ def main() -> None:
         seq = markov(trans, block, rng).reshape(-1)
         for p0 in range(0, len(seq) - W + 1, piece):
             v, _ = window_values(engine, seq[p0:p0 + piece + W - 1], W, 1, ScoreOptions())
-            v = v[:min(len(v), a.brute - n), 0]
-            top = np.concatenate([top, v[np.argpartition(v, -keep)[-keep:]] if len(v) > keep else v])
-            top = top[np.argpartition(top, -keep)[-keep:]]
+            v = v[:min(len(v), a.brute - n)]
+            top = np.concatenate([top, np.partition(v, len(v) - keep, axis=0)[-keep:] if len(v) > keep else v])
+            top = np.partition(top, len(top) - keep, axis=0)[-keep:] if len(top) > keep else top
             n += len(v)
             if n >= a.brute:
                 break
     t2 = time.time()
-    top = np.sort(top)[::-1]
+    top = -np.sort(-top, axis=0)
     print(f"# {a.model}: background {a.windows} windows ({t1 - t0:.0f} s), brute force {n} windows ({t2 - t1:.0f} s)",
           file=sys.stderr)
-    print("fraction\tp_brute\tscore\tp_fitted\tratio\tshape\tfloor")
+    print("model\tfraction\tshape_bound\tp_brute\tscore\tp_fitted\tratio\tshape\tfloor")
     for f in a.fractions:
-        tables = summarize(samples, f)
-        for p in (1e-4, 1e-5, 1e-6):
-            k = int(round(p * n))
-            if k < 10 or k > len(top):
-                continue
-            s = float(top[k - 1])
-            fitted = 10 ** float(log10_pvalues(torch.tensor([[s]]), tables)[0, 0])
-            emp = k / n
-            print(f"{f}\t{emp:.3g}\t{s:.4f}\t{fitted:.3g}\t{fitted / emp:.3f}\t{tables.shape[0]:.3f}\t{tables.floor[0]:.3g}")
+        for cap in caps:
+            tables = summarize(samples, f, min_shape=bounds[cap])
+            for p in (1e-4, 1e-5, 1e-6):
+                k = int(round(p * n))
+                if k < 10 or k > len(top):
+                    continue
+                s = torch.from_numpy(top[k - 1][None].copy())
+                fitted = 10 ** log10_pvalues(s, tables, min_shape=bounds[cap])[0].double().numpy()
+                emp = k / n
+                for j, i in enumerate(ids):
+                    print(f"{i}\t{f}\t{cap}\t{emp:.3g}\t{float(s[0, j]):.4f}\t{fitted[j]:.3g}\t{fitted[j] / emp:.3f}\t"
+                          f"{tables.shape[j]:.3f}\t{tables.floor[j]:.3g}")
 
 
 if __name__ == "__main__":

@@ -325,3 +325,19 @@ def test_scan_pvalue_errors(bg_bank, small_genome, tmp_path):
         run(fmt="bed", pvalue=1e-3, models=["D00001.001"])
     proc = dbtools("scan", str(small_genome), "-b", str(bg_bank), "-m", MODELS[0], "--format", "bed", "--pvalue", "0")
     assert_one_line_error(proc, 2, "--pvalue 0")
+
+
+def test_the_tail_used_for_pvalues_is_never_bounded():
+    """Scores with a bounded tail (generalized Pareto, shape -0.2, end point 5): past the end the
+    fitted tail says the floor, the tail p-values use (shape raised to 0, same mean excess) more."""
+    from dbtools.significance.tables import bounded_shape
+
+    g = torch.Generator().manual_seed(4)
+    u = torch.rand(200_000, 1, generator=g, dtype=torch.float64)
+    tables = summarize((u ** 0.2 - 1) / -0.2, fraction=0.001)
+    assert -0.4 < tables.shape[0] < -0.1 and tables.floor[0] == TAIL_FLOOR
+    raised, scale = bounded_shape(tables.shape, tables.scale, 0.0)
+    assert raised[0] == 0 and scale[0] == pytest.approx(tables.scale[0] / (1 - tables.shape[0]))
+    past = log10_pvalues(torch.tensor([[5.5]]), tables).item()
+    free = log10_pvalues(torch.tensor([[5.5]]), tables, min_shape=None).item()
+    assert free == pytest.approx(math.log10(TAIL_FLOOR)) and past > free + 0.3

@@ -20,6 +20,10 @@ from dbtools.significance.tail import fit_pareto, log10_pareto_survival
 
 # the fitted tail answers down to this p-value when it matches the deepest empirical quantiles
 TAIL_FLOOR = 1e-7
+# p-values use a tail no lighter than exponential (the fitted shape raised to 0 when negative):
+# against 2e7 brute-force windows of 8 models, free shapes put 4 of 8 models 10x too low at
+# p = 1e-6 (a bounded tail ending too early), raised ones none (docs/significance.md)
+MIN_TAIL_SHAPE = 0.0
 # the fit is trusted when, at every checked quantile with at least CHECK_EXCEEDANCES samples
 # beyond it, fitted and empirical p-values are within this factor
 MAX_FIT_RATIO = 2.0
@@ -56,7 +60,8 @@ class Tables:
         return Tables(**{f: getattr(self, f)[idx] for f in self.__dataclass_fields__})
 
 
-def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR) -> Tables:
+def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR,
+              min_shape: float | None = MIN_TAIL_SHAPE) -> Tables:
     """The tables of M models from their scores on N background windows.
 
     Parameters
@@ -64,6 +69,8 @@ def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR)
     samples : [N, M] scores, finite
     fraction : the share of the top samples the tail is fitted to (the table stops there)
     floor : the smallest p-value a well-fitted tail answers
+    min_shape : the lower bound on the shape that p-values use (the fit is checked with it);
+        the table keeps the shape as fitted
 
     Returns
     -------
@@ -87,7 +94,9 @@ def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR)
         cidx = np.clip(N - np.ceil(check * N).astype(np.int64), 0, N - 1)
         cs = a[:, torch.from_numpy(cidx)]
         emp = torch.log10((N - torch.searchsorted(a, cs, side="left")).to(torch.float64) / N)
-        fit = torch.log10(tail_fraction)[:, None] + log10_pareto_survival(cs - threshold[:, None], shape[:, None], scale[:, None])
+        used_shape, used_scale = bounded_shape(shape, scale, min_shape)
+        fit = torch.log10(tail_fraction)[:, None] + log10_pareto_survival(cs - threshold[:, None], used_shape[:, None],
+                                                                          used_scale[:, None])
         fit_error = (fit - emp).abs().amax(dim=1)
         fit_error = torch.where(torch.isfinite(fit_error), fit_error, torch.full_like(fit_error, math.inf))
     else:
@@ -103,13 +112,24 @@ def summarize(samples: torch.Tensor, fraction: float, floor: float = TAIL_FLOOR)
         fit_error=torch.where(torch.isfinite(fit_error), fit_error, torch.full_like(fit_error, 99.0)).numpy())
 
 
-def log10_pvalues(scores: torch.Tensor, tables: Tables) -> torch.Tensor:
+def bounded_shape(shape, scale, low: float | None):
+    """Shapes raised to at least `low` (None: as they are), the scale of a raised one refitted to
+    keep the mean excess sigma / (1 - xi), which the moment fit matches exactly (no samples needed)."""
+    shape, scale = torch.as_tensor(shape, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
+    if low is None:
+        return shape, scale
+    raised = shape.clamp(min=low)
+    return raised, torch.where(raised != shape, scale / (1 - shape) * (1 - raised), scale)
+
+
+def log10_pvalues(scores: torch.Tensor, tables: Tables, min_shape: float | None = MIN_TAIL_SHAPE) -> torch.Tensor:
     """log10 P(background score >= score) for each model's column of `scores`.
 
     Parameters
     ----------
     scores : [n, M] scores of the M models of `tables` (NaN stays NaN)
     tables : the models' background tables
+    min_shape : the lower bound on the tail's shape (MIN_TAIL_SHAPE; None: the shape as fitted)
 
     Returns
     -------
@@ -129,9 +149,9 @@ def log10_pvalues(scores: torch.Tensor, tables: Tables) -> torch.Tensor:
     t = torch.where(width > 0, (x - s_lo) / torch.where(width > 0, width, torch.ones_like(width)), torch.ones_like(x))
     inside = q_lo + t * (q_hi - q_lo)
     threshold = torch.as_tensor(tables.threshold, device=device, dtype=torch.float64)[:, None]
+    shape, scale = bounded_shape(tables.shape, tables.scale, min_shape)
     tail = (torch.log10(torch.as_tensor(tables.fraction, device=device, dtype=torch.float64))[:, None]
-            + log10_pareto_survival(x.double() - threshold, torch.as_tensor(tables.shape, device=device)[:, None],
-                                    torch.as_tensor(tables.scale, device=device)[:, None]))
+            + log10_pareto_survival(x.double() - threshold, shape.to(device)[:, None], scale.to(device)[:, None]))
     out = torch.where(i == 0, torch.zeros_like(x), torch.where(i >= K, tail.float(), inside))
     out = torch.maximum(out, torch.log10(torch.as_tensor(tables.floor, device=device, dtype=torch.float32))[:, None])
     out = torch.where(torch.isnan(x), x, out.clamp_max(0.0))

@@ -1,4 +1,4 @@
-"""`dbtools calibrate`: DeepBind's automatic calibration of many proteins in batched runs."""
+"""`dbtools calibrate`: hyperparameter search with cross-validation for many proteins in batched runs."""
 
 from __future__ import annotations
 
@@ -44,9 +44,14 @@ def calibrate(
         "--trials", help=f"Random hyperparameter sets [{Protocol.trials}].")] = None,
     folds: Annotated[Optional[int], typer.Option(
         "--folds", help=f"Cross-validation folds [{Protocol.folds}].")] = None,
+    protocol_name: Annotated[str, typer.Option(
+        "--protocol", help="dbtools: the defaults of `dbtools train` are a candidate, kept unless a random trial "
+                           "beats them by more than one standard error of the CV; deepbind: the original (lowest "
+                           "mean CV loss, final seed by training loss).")] = Protocol.name,
     final_trials: Annotated[Optional[int], typer.Option(
         "--final-trials",
-        help=f"Seeds of the final training; the lowest training loss is kept [{Protocol.final_trials}].")] = None,
+        help=f"Seeds of a chosen random trial's final training; the best on held-out rows is kept (--protocol "
+             f"deepbind: the lowest training loss) [{Protocol.final_trials}].")] = None,
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", help=f"SGD steps per trial [{Protocol.steps}].")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(
@@ -85,7 +90,7 @@ def calibrate(
     specs = specs_from_args(data, None if spec is None else str(spec), base, task, rows)
     given = {k: v for k, v in (("trials", trials), ("folds", folds), ("final_trials", final_trials),
                                 ("steps", max_steps), ("checkpoint_every", checkpoint_every)) if v is not None}
-    common = dict(batch_size=batch_size, seed=seed, pooling=pooling, detector_lens=lengths)
+    common = dict(batch_size=batch_size, seed=seed, pooling=pooling, detector_lens=lengths, name=protocol_name)
     protocol = Protocol.quick(**given, **common) if quick else Protocol(**given, **common)
     plots = None if no_plots else (plot_dir or output.with_name(output.name.removesuffix(".json") + "_plots"))
     with steps_bar() as advance, StopRequest().installed() as stop:
@@ -93,13 +98,14 @@ def calibrate(
             specs, DataOptions(fmt=fmt, negatives=negatives, genome=genome, shuffles=shuffles, length=length), protocol,
             resolve_device(device), output, bank_out, plots, advance, resume, stop,
             command=shlex.join(["dbtools"] + sys.argv[1:]))
-    table = Table(title=f"calibration: {protocol.trials} trials x {protocol.folds} folds, {protocol.steps} steps",
-                  title_justify="left")
+    table = Table(title=f"calibration ({protocol.name}): {protocol.trials} trials x {protocol.folds} folds, "
+                        f"{protocol.steps} steps", title_justify="left")
     for col in ("model", "protein", "trial", "hidden", "lr", "mom.", "drop", "CV", "steps"):
         table.add_column(col, no_wrap=True)
     for e in doc["proteins"]:
         c, h = e["choice"], e["choice"]["hyperparameters"]
-        table.add_row(e["id"], e["protein"], str(c["trial"]), str(h["num_hidden"]), f"{h['learning_rate']:.2g}",
+        trial = f"{c['trial']} (defaults)" if c.get("candidate") == "defaults" else str(c["trial"])
+        table.add_row(e["id"], e["protein"], trial, str(h["num_hidden"]), f"{h['learning_rate']:.2g}",
                       f"{h['momentum']:.3f}", f"{h['dropout']:g}", f"{e['metric']} {c['cv_metric']:.3f}", str(c["step"]))
     stderr.print(table)
     stderr.print(f"wrote {output}" + (f" and {len(bank)} models to {bank_out}" if bank is not None else "")

@@ -1,5 +1,6 @@
 """`dbtools calibrate`: the sampling protocol, one batched run for all trials and folds, the
-choice, interrupt-and-resume, `train --calibration`, and bad input."""
+choice of both protocols (the defaults candidate and the one-standard-error rule; deepbind's
+lowest mean loss), interrupt-and-resume, `train --calibration`, and bad input."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import torch
 import dbtools.train.calibrate as cal
 import dbtools.train.runs as runs
 from dbtools.bank.store import load_bank
-from dbtools.train.calibrate import Protocol, calibrate_to_files, sample_trials, train_from_calibration
+from dbtools.train.calibrate import Protocol, calibrate_to_files, one_se_rule, sample_trials, train_from_calibration
 from dbtools.errors import DbtoolsError
 from dbtools.train.interrupt import Interrupted
-from dbtools.train.bank_training import DataOptions, ModelSpec
+from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank
 from dbtools.train.hyper import Hyper
 from test_cli import assert_one_line_error, dbtools
 from test_resume import StopAfter
@@ -68,7 +69,7 @@ def specs(tmp_path, n=(160, 140)):
                       hyper=Hyper(detector_len=8)) for i, k in enumerate(n)]
 
 
-def test_all_trials_and_folds_share_one_batched_run_and_the_choice_is_the_best_mean(tmp_path, monkeypatch):
+def test_deepbind_protocol_shares_one_batched_run_and_chooses_the_lowest_mean_loss(tmp_path, monkeypatch):
     calls = []
     real = runs.train_group
 
@@ -77,11 +78,12 @@ def test_all_trials_and_folds_share_one_batched_run_and_the_choice_is_the_best_m
         return real(tasks, *a, **k)
 
     monkeypatch.setattr(runs, "train_group", counting)
-    doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL), CPU, tmp_path / "c.json",
-                                   tmp_path / "c.bank", tmp_path / "plots")
+    doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL, name="deepbind"), CPU,
+                                   tmp_path / "c.json", tmp_path / "c.bank", tmp_path / "plots")
     assert calls == [2 * 4 * 2, 2 * 2]  # every trial x fold of both proteins, then every final trial
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["protocol"]["trials"] == 4 and saved["protocol"]["seed"] == 4
+    assert "name" not in saved["protocol"]  # the document the protocol wrote before it had a name
     for entry in saved["proteins"]:
         assert len(entry["trials"]) == 4 and all(len(t["folds"]) == 2 for t in entry["trials"])
         assert all(t["checkpoints"] == [20, 40] for t in entry["trials"])
@@ -99,6 +101,80 @@ def test_all_trials_and_folds_share_one_batched_run_and_the_choice_is_the_best_m
     for a, b in zip(bank.models, again.models):
         for k in a.arrays:
             np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_one_se_rule_keeps_the_defaults_unless_a_trial_beats_them_by_one_standard_error():
+    defaults = np.array([[0.80, 0.81, 0.79], [0.82, 0.83, 0.81]])  # [checkpoints, folds]: best at 1, mean 0.82
+    worse = defaults - 0.1
+    steady = defaults + [[0.0, 0.0, 0.0], [0.01, 0.01, 0.01]]  # +0.01 on every fold
+    out = one_se_rule(np.stack([defaults, steady, worse]), 1)
+    assert out["defaults"] == (0, 1) and out["challenger"] == (1, 1) and out["chosen"] == (1, 1)
+    assert out["difference"] == pytest.approx(0.01) and out["difference_se"] == pytest.approx(0, abs=1e-12)
+    # a higher mean carried by one fold: +0.03 on average, but a standard error of 0.045
+    lucky = defaults + [[0.0, 0.0, 0.0], [0.12, -0.01, -0.02]]
+    out = one_se_rule(np.stack([defaults, worse, lucky]), 1)
+    assert out["challenger"] == (2, 1) and out["chosen"] == (0, 1)
+    assert out["difference"] == pytest.approx(0.03) and out["difference_se"] == pytest.approx(0.0451, abs=1e-4)
+    # the best of several defaults candidates is the reference; each trial at its own best checkpoint
+    early = np.array([[0.90, 0.91, 0.89], [0.70, 0.70, 0.70]])
+    out = one_se_rule(np.stack([worse, defaults, early, worse]), 2)
+    assert out["defaults"] == (1, 1) and out["challenger"] == (2, 0) and out["chosen"] == (2, 0)
+    assert one_se_rule(defaults[None], 1)["chosen"] == (0, 1) and one_se_rule(defaults[None], 1)["challenger"] is None
+
+
+def test_dbtools_protocol_has_the_defaults_candidate_and_reports_why_it_chose(tmp_path, monkeypatch):
+    calls = []
+    real = runs.train_group
+
+    def counting(tasks, *a, **k):
+        calls.append(len(tasks))
+        return real(tasks, *a, **k)
+
+    monkeypatch.setattr(runs, "train_group", counting)
+    doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL), CPU, tmp_path / "c.json",
+                                   tmp_path / "c.bank")
+    assert calls[0] == 2 * (1 + 4) * 2  # per protein the defaults (one detector length) and 4 random trials, 2 folds
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["protocol"]["name"] == "dbtools"
+    for entry in saved["proteins"]:
+        assert entry["defaults_trials"] == 1
+        assert entry["hyperparameters"][0] == Hyper(detector_len=8).for_task(True).to_json()  # dbtools train's
+        metric = np.array([[f["val_metric"] for f in t["folds"]] for t in entry["trials"]]).transpose(0, 2, 1)
+        rule = one_se_rule(metric, 1)
+        choice, why = entry["choice"], entry["selection"]
+        assert (choice["trial"], entry["trials"][choice["trial"]]["checkpoints"].index(choice["step"])) == rule["chosen"]
+        assert choice["candidate"] == why["chosen"] == ("defaults" if rule["chosen"] == rule["defaults"] else "random")
+        for candidate in (why["defaults"], why["best_random"]):
+            assert set(candidate) == {"trial", "step", "cv_metric", "cv_metric_se", "folds"}
+            assert candidate["cv_metric"] == pytest.approx(np.mean(candidate["folds"]))
+        assert why["difference"] == pytest.approx(why["best_random"]["cv_metric"] - why["defaults"]["cv_metric"])
+        assert why["difference_se"] == pytest.approx(rule["difference_se"]) and "standard error" in why["reason"]
+    # the random trials are the deepbind protocol's, to the number
+    old, _ = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL, name="deepbind"), CPU,
+                                tmp_path / "d.json")
+    for a, b in zip(old["proteins"], doc["proteins"]):
+        assert a["hyperparameters"] == b["hyperparameters"][1:]
+        assert [t["folds"] for t in a["trials"]] == [t["folds"] for t in b["trials"][1:]]
+    # where the defaults are kept, the model is the one dbtools train trains, array for array
+    trained = train_bank(specs(tmp_path), DataOptions(), RunOptions(steps=40, checkpoint_every=20, batch_size=16,
+                                                                    seed=4, detector_lens=(8,)), CPU)
+    kept = [i for i, e in enumerate(doc["proteins"]) if e["choice"]["candidate"] == "defaults"]
+    assert kept
+    for i in kept:
+        assert all(np.array_equal(v, trained.models[i].arrays[k]) for k, v in bank.models[i].arrays.items())
+        assert bank.models[i].info.provenance["calibration"]["candidate"] == "defaults"
+    # a random trial chosen: its setting from final_trials seeds, up to the chosen step, the best on held-out rows
+    entry = doc["proteins"][1]
+    entry["choice"] = {"trial": 2, "step": 20, "candidate": "random", "cv_metric": 0.5, "cv_loss": 0.7,
+                       "hyperparameters": entry["hyperparameters"][2]}
+    model = cal.final_models(doc, CPU).models[1]
+    assert model.info.provenance["hyperparameters"] == entry["hyperparameters"][2]
+    assert len(entry["final"]["candidates"]) == 2 and model.info.provenance["chosen_step"] <= 20
+    assert model.info.provenance["calibration"]["chosen_trial"] == 2
+    # `dbtools train --calibration` trains the same final models
+    again = train_from_calibration(tmp_path / "c.json", tmp_path / "again.bank", CPU)
+    for a, b in zip(bank.models, again.models):
+        assert all(np.array_equal(v, b.arrays[k]) for k, v in a.arrays.items())
 
 
 @pytest.mark.parametrize("stop_at", [25, 50])  # inside the trials, inside the final training
@@ -123,7 +199,7 @@ def test_too_few_examples_and_constant_targets(tmp_path):
         cal.calibrate(specs(tmp_path, (10,)), DataOptions(), Protocol(**SMALL), CPU)
     flat = tmp_path / "flat.tsv"
     flat.write_text("".join(f"{'ACGT' * 10}\t2.5\n" for _ in range(100)))
-    with pytest.raises(DbtoolsError, match="flat.tsv: regression targets are all the same value"):
+    with pytest.raises(DbtoolsError, match="flat.tsv: all targets are 2.5: regression needs targets that vary"):
         cal.calibrate([ModelSpec(id="f", train=str(flat))], DataOptions(), Protocol(**SMALL), CPU)
 
 
@@ -131,6 +207,8 @@ def test_command_line_errors(tmp_path):
     data = planted(tmp_path / "a.tsv", n=100)
     proc = dbtools("calibrate", str(data), "--trials", "0", "-o", str(tmp_path / "c.json"))
     assert_one_line_error(proc, 2, "--trials must be at least 1")
+    proc = dbtools("calibrate", str(data), "--protocol", "paper", "-o", str(tmp_path / "c.json"))
+    assert_one_line_error(proc, 2, "--protocol paper: expected dbtools or deepbind")
     (tmp_path / "spec.tsv").write_text("id\ttrain\thyperparameters\nx\ta.tsv\tlearnig_rate=0.1\n")
     proc = dbtools("calibrate", "--spec", str(tmp_path / "spec.tsv"), "-o", str(tmp_path / "c.json"))
     assert_one_line_error(proc, 1, "spec.tsv: line 2: unknown hyperparameter 'learnig_rate=0.1'")
@@ -146,7 +224,8 @@ def test_quick_calibration_on_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "q.json").read_text())
     assert doc["protocol"]["folds"] == 2 and doc["protocol"]["steps"] == 40
-    assert len(doc["proteins"][0]["trials"]) == 3 and doc["command"].startswith("dbtools calibrate")
+    assert len(doc["proteins"][0]["trials"]) == 1 + 3 and doc["command"].startswith("dbtools calibrate")
+    assert doc["protocol"]["name"] == "dbtools" and "reason" in doc["proteins"][0]["selection"]
     assert "CV" in proc.stderr and (tmp_path / "q_plots" / "a.calibration.png").exists()
     assert load_bank(tmp_path / "q.bank").ids == ["a"]
 

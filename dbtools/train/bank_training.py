@@ -322,8 +322,8 @@ def train_bank(specs: list[ModelSpec], data: DataOptions, run: RunOptions, devic
         result = runs.train(f"group{number}", label, tasks, vals if all(v is not None for v in vals) else None,
                             run.steps, run.checkpoint_every, device, run.batch_size)
         for g, (i, _, _) in enumerate(members):
-            candidates[i].append(_candidate(prepared[i], tasks[g], result, g, run))
-    models = [_select(found, candidate_lengths(prepared[i].spec, run), run) for i, found in candidates.items()]
+            candidates[i].append(candidate_model(prepared[i], tasks[g], result, g, run))
+    models = [select_candidate(found, candidate_lengths(prepared[i].spec, run), run) for i, found in candidates.items()]
     return Bank(models, description=f"trained with dbtools {__version__}")
 
 
@@ -337,7 +337,7 @@ def _groups(prepared: list[Prepared], run: RunOptions) -> dict[tuple, list[tuple
     return groups
 
 
-def _candidate(p: Prepared, task: Task, result: GroupResult, g: int, run: RunOptions) -> tuple[float, Model]:
+def candidate_model(p: Prepared, task: Task, result: GroupResult, g: int, run: RunOptions) -> tuple[float, Model]:
     """Trained candidate g of a group as a bank model at its best checkpoint, and its rank: lower is
     better (validation loss for classification, -Pearson for regression, else training loss)."""
     hyper = task.hyper
@@ -364,7 +364,7 @@ def _candidate(p: Prepared, task: Task, result: GroupResult, g: int, run: RunOpt
     return rank, Model(info, result.params.model_arrays(g))
 
 
-def _select(found: list[tuple[float, Model]], lengths: tuple[int, ...], run: RunOptions) -> Model:
+def select_candidate(found: list[tuple[float, Model]], lengths: tuple[int, ...], run: RunOptions) -> Model:
     """The best-ranked of a model's candidates (the first of equals), its provenance listing them all."""
     best = min(range(len(found)), key=lambda k: found[k][0])
     model = found[best][1]

@@ -1,14 +1,24 @@
-"""`dbtools calibrate`: DeepBind's automatic calibration, every trial and fold in one batched run.
+"""`dbtools calibrate`: random hyperparameter search with cross-validation, every trial and fold
+in one batched run.
 
 For each protein, `trials` random hyperparameter sets (half without a hidden layer, half with
 32 rectified units; distributions of the DeepBind supplement) are trained on `folds`-fold
-cross-validation splits. Every checkpoint of every trial is a candidate: the chosen one has
-the lowest mean validation loss over the folds (classification) or the highest mean Pearson
-correlation (regression), which fixes the hyperparameters and the number of steps together.
-The chosen setting is then trained on all the data `final_trials` times with different seeds
-and the model with the lowest training loss is kept.
+cross-validation splits. Two protocols choose among them:
 
-All models of all proteins (trials x folds, then final trials) advance in shared batched
+- `dbtools` (the default): the defaults of `dbtools train` are candidates too (one trial per
+  detector length, before the random ones). Each trial is scored at its checkpoint of highest
+  mean CV metric (AUC, or Pearson for regression); the best random trial is chosen only if it
+  beats the best defaults trial by more than one standard error of their paired per-fold
+  difference, else the defaults are kept. The final models are then trained as `dbtools train`
+  trains: candidates on all rows but a held-out tenth, which picks the checkpoint and the
+  candidate (the defaults: `train`'s lengths x restarts, the same seeds, so the same model;
+  a random trial: `final_trials` seeds, each up to the chosen step).
+- `deepbind` (the original): every checkpoint of every random trial is a candidate; the lowest
+  mean validation loss (classification) or highest mean Pearson (regression) fixes the
+  hyperparameters and the step count, and of `final_trials` seeds trained on all the data the
+  one with the lowest training loss is kept.
+
+All models of all proteins (trials x folds, then final candidates) advance in shared batched
 runs of the trainer, one per architecture group (detector length and pooling; models with and
 without the hidden layer share a group), split only when a group exceeds the memory budget.
 """
@@ -27,7 +37,9 @@ from dbtools import __version__
 from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.io.atomic import atomic_path, check_writable
-from dbtools.train.bank_training import DataOptions, ModelSpec, Prepared, RunOptions, prepare, validation_set
+from dbtools.train.bank_training import (DataOptions, ModelSpec, Prepared, RunOptions, candidate_lengths,
+                                         candidate_model, candidate_task, prepare, restart_seed, select_candidate,
+                                         validation_set)
 from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
@@ -41,6 +53,7 @@ RUN_BUDGET = 1 << 27
 
 # `--quick`: small enough for tests and demos
 QUICK = {"trials": 3, "folds": 2, "final_trials": 2, "steps": 200, "checkpoint_every": 50}
+PROTOCOLS = ("dbtools", "deepbind")
 
 
 @dataclass(frozen=True)
@@ -51,12 +64,14 @@ class Protocol(Schedule):
     one then `final_trials` times on all the data. `pooling` None: max for classification,
     max+avg for regression. Detector lengths are shared out among the trials: trial i has
     `detector_lens[(i // 2) % n]`, so each length gets trials with and without the hidden layer.
+    `name`: how the choice and the final models are made (`dbtools` or `deepbind`, see the module).
     """
 
     trials: int = 30
     folds: int = 3
     final_trials: int = 6
     pooling: str | None = None
+    name: str = "dbtools"
 
     @classmethod
     def quick(cls, **changes) -> Protocol:
@@ -69,12 +84,25 @@ class Protocol(Schedule):
             raise UsageError(f"--folds must be at least 2 for cross-validation, not {self.folds}")
         if self.pooling not in (None, "max", "maxavg"):
             raise UsageError(f"--pooling {self.pooling}: expected max or maxavg")
+        if self.name not in PROTOCOLS:
+            raise UsageError(f"--protocol {self.name}: expected {' or '.join(PROTOCOLS)}")
 
     def to_json(self) -> dict:
         """The protocol as calibration documents record it (their fields in their first order)."""
         d = asdict(self)
-        return {k: d[k] for k in ("trials", "folds", "final_trials", "steps", "checkpoint_every", "batch_size",
-                                  "seed", "pooling", "detector_lens")}
+        keys = ("trials", "folds", "final_trials", "steps", "checkpoint_every", "batch_size", "seed", "pooling",
+                "detector_lens")
+        return {k: d[k] for k in keys} | ({"name": self.name} if self.name != "deepbind" else {})
+
+    @classmethod
+    def from_json(cls, d: dict) -> Protocol:
+        """The protocol a calibration document records (one without a name is `deepbind`'s)."""
+        return cls(**({"name": "deepbind"} | d | {"detector_lens": tuple(d["detector_lens"])}))
+
+    def final_run(self) -> RunOptions:
+        """How the `dbtools` protocol trains final models: `dbtools train`'s run with this schedule."""
+        return RunOptions(steps=self.steps, checkpoint_every=self.checkpoint_every, batch_size=self.batch_size,
+                          seed=self.seed, detector_lens=tuple(self.detector_lens))
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -118,8 +146,18 @@ def _model_seed(seed: int, protein: int, trial: int, fold: int, stage: int) -> i
 class _Protein:
     spec: ModelSpec
     prepared: Prepared  # with the full training set
-    trials: list[Hyper]
+    trials: list[Hyper]  # the defaults candidates first, then the random trials
     folds: list[np.ndarray]  # row indices of each fold
+    defaults: int = 0  # how many of `trials` are the defaults of `dbtools train` (one per detector length)
+
+
+def defaults_candidates(spec: ModelSpec, classification: bool, protocol: Protocol) -> list[Hyper]:
+    """The settings `dbtools train` would train for this spec, one per detector length it tries
+    (its pooling unless `--pooling` is given; values the spec sets are kept)."""
+    hyper = spec.hyper.for_task(classification)
+    if protocol.pooling is not None and "avg_pooling" not in spec.fixed:
+        hyper = replace(hyper, avg_pooling=protocol.pooling == "maxavg")
+    return [replace(hyper, detector_len=m) for m in candidate_lengths(spec, protocol.final_run())]
 
 
 def _all_rows(protocol: Protocol) -> RunOptions:
@@ -145,8 +183,9 @@ def prepare_proteins(specs: list[ModelSpec], data: DataOptions, protocol: Protoc
         base = replace(spec.hyper, avg_pooling=fixed.get("avg_pooling", avg))
         trials = sample_trials(protocol.trials, np.random.default_rng([protocol.seed, i, 11]), base, fixed,
                                tuple(protocol.detector_lens))
+        defaults = defaults_candidates(spec, p.task.classification, protocol) if protocol.name == "dbtools" else []
         folds = split_by_origin(p.origin, protocol.folds, np.random.default_rng([protocol.seed, i, 13]))
-        proteins.append(_Protein(spec, p, trials, folds))
+        proteins.append(_Protein(spec, p, defaults + trials, folds, len(defaults)))
     return proteins
 
 
@@ -176,28 +215,115 @@ def _train_runs(runs: Runs, stage: str, tasks: list[Task], vals: list, steps: in
     return out
 
 
-def _choose(result_of: dict, index: dict, protein: int, n_trials: int, n_folds: int, classification: bool) -> dict:
-    """Per trial, the folds' validation curves; the chosen (trial, checkpoint)."""
-    trials, best = [], None
+def _trial_seed(seed: int, protein: int, trial: int, fold: int, defaults: int) -> int:
+    """The seed of a trial's model on a fold: a random trial keeps the seed it has in the `deepbind`
+    protocol (its number among the random trials); the defaults candidates draw from their own stage."""
+    if trial < defaults:
+        return _model_seed(seed, protein, trial, fold, 2)
+    return _model_seed(seed, protein, trial - defaults, fold, 0)
+
+
+def _curves(result_of: dict, index: dict, protein: int, n_trials: int, n_folds: int) -> list[dict]:
+    """Per trial, its checkpoints and the folds' validation curves, with their means."""
+    trials = []
     for t in range(n_trials):
         folds = []
         for k in range(n_folds):
             res, g = result_of[index[protein, t, k]]
             folds.append({"fold": k, "val_loss": res.val_loss[:, g].tolist(), "val_metric": res.val_metric[:, g].tolist()})
-        checkpoints = list(res.checkpoints)
-        loss = np.mean([f["val_loss"] for f in folds], axis=0)
-        metric = np.nanmean([f["val_metric"] for f in folds], axis=0)
-        trials.append({"trial": t, "checkpoints": checkpoints, "folds": folds,
-                       "mean_val_loss": loss.tolist(), "mean_val_metric": metric.tolist()})
+        trials.append({"trial": t, "checkpoints": list(res.checkpoints), "folds": folds,
+                       "mean_val_loss": np.mean([f["val_loss"] for f in folds], axis=0).tolist(),
+                       "mean_val_metric": np.nanmean([f["val_metric"] for f in folds], axis=0).tolist()})
+    return trials
+
+
+def _choose_deepbind(trials: list[dict], classification: bool) -> dict:
+    """The `deepbind` protocol's choice: the (trial, checkpoint) of lowest mean validation loss
+    (classification) or highest mean Pearson correlation (regression)."""
+    best = None
+    for t, trial in enumerate(trials):
+        loss, metric = np.array(trial["mean_val_loss"]), np.array(trial["mean_val_metric"])
         score = -loss if classification else np.nan_to_num(metric, nan=-np.inf)
         c = int(np.argmax(score))
         if best is None or score[c] > best[0]:
             best = (float(score[c]), t, c)
     _, t, c = best
     chosen = trials[t]
-    return {"trials": trials, "choice": {"trial": t, "step": chosen["checkpoints"][c],
-                                         "cv_loss": chosen["mean_val_loss"][c],
-                                         "cv_metric": chosen["mean_val_metric"][c]}}
+    return {"trial": t, "step": chosen["checkpoints"][c], "cv_loss": chosen["mean_val_loss"][c],
+            "cv_metric": chosen["mean_val_metric"][c]}
+
+
+def one_se_rule(metric: np.ndarray, defaults: int) -> dict:
+    """The `dbtools` protocol's choice between the defaults candidates and the random trials.
+
+    Parameters
+    ----------
+    metric : np.ndarray, shape (trials, checkpoints, folds)
+        Each trial's validation metric (higher is better) per checkpoint and fold; the first
+        `defaults` trials are the defaults candidates. NaN counts as chance (0.5 AUC or 0 Pearson
+        is the caller's to fill in).
+    defaults : int
+        How many leading trials are defaults candidates (at least 1).
+
+    Returns
+    -------
+    dict
+        `defaults` and `challenger`: (trial, checkpoint) of the best defaults trial and of the
+        best random trial (None without random trials), each trial at its checkpoint of highest
+        mean over the folds (the first of equals); `difference` and `difference_se`: the mean over
+        folds of the challenger's metric minus the defaults', and its standard error (paired,
+        sd / sqrt(folds)); `chosen`: the challenger if the difference exceeds one standard error,
+        else the defaults.
+    """
+    means = metric.mean(axis=2)
+    at = means.argmax(axis=1)
+    best = means[np.arange(len(means)), at]
+    d = int(np.argmax(best[:defaults]))
+    out = {"defaults": (d, int(at[d])), "challenger": None, "difference": None, "difference_se": None,
+           "chosen": (d, int(at[d]))}
+    if len(metric) > defaults:
+        r = defaults + int(np.argmax(best[defaults:]))
+        diff = metric[r, at[r]] - metric[d, at[d]]
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+        out |= {"challenger": (r, int(at[r])), "difference": float(diff.mean()), "difference_se": se}
+        if diff.mean() > se:
+            out["chosen"] = (r, int(at[r]))
+    return out
+
+
+def _choose_dbtools(trials: list[dict], defaults: int, classification: bool, metric_name: str) -> tuple[dict, dict]:
+    """The `dbtools` protocol's choice (`one_se_rule` on the folds' metrics) and the report of why."""
+    chance = 0.5 if classification else 0.0
+    metric = np.nan_to_num(np.array([[f["val_metric"] for f in t["folds"]] for t in trials], dtype=float),
+                           nan=chance).transpose(0, 2, 1)
+    rule = one_se_rule(metric, defaults)
+
+    def candidate(tc):
+        if tc is None:
+            return None
+        t, c = tc
+        folds = metric[t, c]
+        return {"trial": t, "step": trials[t]["checkpoints"][c], "cv_metric": float(folds.mean()),
+                "cv_metric_se": float(folds.std(ddof=1) / math.sqrt(len(folds))), "folds": folds.tolist()}
+
+    d, r = candidate(rule["defaults"]), candidate(rule["challenger"])
+    won = rule["chosen"] != rule["defaults"]
+    name = metric_name.upper() if metric_name == "auc" else metric_name.capitalize()
+    if r is None:
+        reason = "no random trials: the defaults of dbtools train are kept"
+    else:
+        diff, se = rule["difference"], rule["difference_se"]
+        reason = (f"random trial {r['trial']} (CV {name} {r['cv_metric']:.4f}) "
+                  + ("beats" if won else "does not beat")
+                  + f" the defaults (trial {d['trial']}, CV {name} {d['cv_metric']:.4f}) by more than one standard "
+                  f"error: difference {diff:+.4f}, standard error {se:.4f} over {metric.shape[2]} folds"
+                  + ("" if won else "; the defaults of dbtools train are kept"))
+    t, c = rule["chosen"]
+    choice = {"trial": t, "step": trials[t]["checkpoints"][c], "cv_loss": trials[t]["mean_val_loss"][c],
+              "cv_metric": float(metric[t, c].mean()), "candidate": "random" if won else "defaults"}
+    selection = {"rule": "one standard error", "defaults": d, "best_random": r, "difference": rule["difference"],
+                 "difference_se": rule["difference_se"], "chosen": choice["candidate"], "reason": reason}
+    return choice, selection
 
 
 def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task], list, dict]:
@@ -219,8 +345,8 @@ def trial_tasks(proteins: list[_Protein], protocol: Protocol) -> tuple[list[Task
         for t, hyper in enumerate(p.trials):
             for k, (train, ty, weights, made_from, val) in enumerate(folds):
                 index[i, t, k] = len(tasks)
-                tasks.append(Task(train, ty, cls, hyper, seed=_model_seed(protocol.seed, i, t, k, 0), weights=weights,
-                                  origin=made_from))
+                tasks.append(Task(train, ty, cls, hyper, seed=_trial_seed(protocol.seed, i, t, k, p.defaults),
+                                  weights=weights, origin=made_from))
                 vals.append(val)
     return tasks, vals, index
 
@@ -269,7 +395,12 @@ def calibrate(specs: list[ModelSpec], data: DataOptions, protocol: Protocol, dev
                  "examples": len(p.prepared.task.codes), "spec": _spec_json(p.spec), "data": p.prepared.sources,
                  "hyperparameters": [h.to_json() for h in p.trials],
                  "metric": "auc" if cls else "pearson"}
-        entry |= _choose(results, index, i, protocol.trials, protocol.folds, cls)
+        entry["trials"] = _curves(results, index, i, len(p.trials), protocol.folds)
+        if protocol.name == "deepbind":
+            entry["choice"] = _choose_deepbind(entry["trials"], cls)
+        else:
+            entry["defaults_trials"] = p.defaults
+            entry["choice"], entry["selection"] = _choose_dbtools(entry["trials"], p.defaults, cls, entry["metric"])
         entry["choice"]["hyperparameters"] = p.trials[entry["choice"]["trial"]].to_json()
         doc["proteins"].append(entry)
     return doc
@@ -291,8 +422,11 @@ def _spec_from_json(d: dict) -> ModelSpec:
 def final_models(doc: dict, device: torch.device, progress: Callable | None = None,
                  state_folder: str | Path | None = None, resume: bool = False,
                  stop: Callable[[], bool] | None = None) -> Bank:
-    """Train each protein's chosen setting on all its data `final_trials` times (seeds differ),
-    all in shared batched runs; keep the model with the lowest training loss per protein.
+    """Train each protein's final model from its chosen setting, all proteins in shared batched runs.
+
+    `deepbind` protocol: the chosen setting on all the data `final_trials` times (seeds differ),
+    the lowest training loss kept. `dbtools`: `dbtools train`'s candidates on all rows but a
+    held-out tenth (`final_candidates`), the best checkpoint and candidate on the held-out rows.
 
     Parameters
     ----------
@@ -308,9 +442,11 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     """
     if doc.get("format") != CALIBRATION_FORMAT:
         raise DbtoolsError("not a dbtools calibration document (format field missing or wrong)")
-    protocol = Protocol(**doc["protocol"])
+    protocol = Protocol.from_json(doc["protocol"])
     data = DataOptions(**doc["data_options"])
     specs = [_spec_from_json(e["spec"]) for e in doc["proteins"]]
+    if protocol.name == "dbtools":
+        return _final_as_train(doc, specs, data, protocol, device, progress, state_folder, resume, stop)
     run = _all_rows(protocol)
     prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
     runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
@@ -322,6 +458,65 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
     for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
         mine = [j for j, o in enumerate(owner) if o == i]
         models.append(_final_model(entry, p, [tasks[j] for j in mine], [results[j] for j in mine], protocol))
+    return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
+
+
+def final_candidates(entry: dict, p: Prepared, protocol: Protocol) -> tuple[list[Task], list[int], RunOptions]:
+    """A protein's final candidates in the `dbtools` protocol, `p` read as `dbtools train` reads it.
+
+    The defaults chosen: `train`'s candidates (each detector length x its restarts, the same
+    seeds). A random trial chosen: its hyperparameters from `final_trials` restart seeds, each
+    trained up to the chosen step. Returns the tasks, their step budgets, and the run options
+    that describe them (restarts and steps as `train` records them).
+    """
+    run = protocol.final_run()
+    choice = entry["choice"]
+    if choice.get("candidate") == "defaults":
+        hyper = defaults_candidates(p.spec, p.task.classification, protocol)[0]
+        tasks = [candidate_task(replace(p.task, hyper=hyper), m, r)
+                 for m in candidate_lengths(p.spec, run) for r in range(run.restarts)]
+        return tasks, [run.steps] * len(tasks), run
+    hyper = Hyper(**choice["hyperparameters"])
+    tasks = [replace(p.task, hyper=hyper, seed=restart_seed(p.task.seed, r)) for r in range(protocol.final_trials)]
+    step = int(choice["step"])
+    return tasks, [step] * len(tasks), replace(run, steps=step, restarts=protocol.final_trials)
+
+
+def _final_as_train(doc: dict, specs: list[ModelSpec], data: DataOptions, protocol: Protocol, device: torch.device,
+                    progress: Callable | None, state_folder: str | Path | None, resume: bool,
+                    stop: Callable[[], bool] | None) -> Bank:
+    """The `dbtools` protocol's final models: every protein's `final_candidates`, the best on its
+    held-out rows kept, as `dbtools train` keeps them."""
+    run = protocol.final_run()
+    prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
+    runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
+                     resume, stop, progress)
+    tasks, vals, until, owner, runs_of = [], [], [], [], []
+    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
+        mine, budgets, described = final_candidates(entry, p, protocol)
+        tasks += mine
+        until += budgets
+        vals += [p.validation] * len(mine)
+        owner += [i] * len(mine)
+        runs_of.append(described)
+    results = _train_runs(runs, "final", tasks, vals, protocol.steps, protocol.checkpoint_every, protocol.batch_size,
+                          device, until if min(until) < protocol.steps else None)
+    models = []
+    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
+        mine = [j for j, o in enumerate(owner) if o == i]
+        found = [candidate_model(p, tasks[j], *results[j], runs_of[i]) for j in mine]
+        lengths = tuple(dict.fromkeys(tasks[j].hyper.detector_len for j in mine))
+        model = select_candidate(found, lengths, runs_of[i])
+        chosen = model.info.provenance["selection"]
+        entry["final"] = {"candidates": chosen["candidates"], "kept": chosen["chosen"]}
+        model.info.source = f"calibrated and trained with dbtools {__version__}"
+        model.info.provenance["calibration"] = {
+            "protocol": protocol.name, "trials": protocol.trials, "folds": protocol.folds,
+            "chosen_trial": entry["choice"]["trial"], "candidate": entry["choice"]["candidate"],
+            "cv_step": entry["choice"]["step"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
+            "selection": {k: entry["selection"][k] for k in ("rule", "difference", "difference_se", "reason")},
+            "calibration_seed": protocol.seed}
+        models.append(model)
     return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
 
 

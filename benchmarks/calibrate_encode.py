@@ -6,8 +6,10 @@ protocol, or (b) on all of AC, the paper's "DeepBind*"; then prints, per set, th
 test set B next to the paper's figures and the published model's AUC, with wall time and device.
 Every model scores each whole 101-bp test sequence, as the paper's evaluation did (ours do so by
 default, since they record their training length; the published models are told to).
+`--defaults` also trains the same sets with the defaults of `dbtools train` (the same seed) in the
+same run: the baseline a calibration must not lose to, with both wall times and their ratio.
 
-    python benchmarks/calibrate_encode.py --protocol a [--max-steps 1500 --trials 30 --folds 3]
+    python benchmarks/calibrate_encode.py --protocol a [--method dbtools|deepbind] [--defaults --held-out]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dbtools.evaluate import bank_scores  # noqa: E402
 from dbtools.metrics import auc, auc_delong  # noqa: E402
 from dbtools.score import ScoreOptions  # noqa: E402
 from dbtools.bank.selection import open_selected  # noqa: E402
-from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
+from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, train_bank  # noqa: E402
 from dbtools.train.hyper import Hyper  # noqa: E402
 
 ENCODE = ROOT.parent / "shared" / "data" / "encode"
@@ -57,7 +59,7 @@ def run(args, specs: list[ModelSpec], protocol: Protocol, device: torch.device):
     state = (lambda name: args.state / name) if args.state else (lambda name: None)
     progress = Progress(t, args.progress_every) if args.progress_every else None
     doc = calibrate(specs, DataOptions(), protocol, device, progress, state_folder=state(f"calibration_{args.protocol}"),
-                    resume=args.resume)
+                    resume=args.resume, command=" ".join(sys.argv))
     t_cal = time.perf_counter() - t
     bank = final_models(doc, device, progress, state_folder=state(f"final_{args.protocol}"), resume=args.resume)
     wall = time.perf_counter() - t
@@ -65,11 +67,50 @@ def run(args, specs: list[ModelSpec], protocol: Protocol, device: torch.device):
         args.save.mkdir(parents=True, exist_ok=True)
         write_json(doc, args.save / f"calibration_{args.protocol}.json")
         save_bank(bank, args.save / f"final_{args.protocol}.bank")
-    n_models = len(specs) * (args.trials * args.folds + args.final_trials)
-    print(f"protocol ({args.protocol}): {len(specs)} proteins x ({args.trials} trials x {args.folds} folds + "
-          f"{args.final_trials} final) = {n_models} models, {args.max_steps} steps; calibration {t_cal:.0f} s, "
-          f"total {wall:.0f} s on {device}")
-    return doc, bank
+    n_trials = len(doc["proteins"][0]["trials"])
+    print(f"protocol ({args.protocol}, {args.method}): {len(specs)} proteins x {n_trials} trials x {args.folds} folds, "
+          f"then the final models; {args.max_steps} steps; calibration {t_cal:.0f} s, total {wall:.0f} s on {device}")
+    return doc, bank, wall
+
+
+def held_out_aucs(bank, paper: list[dict], args, device: torch.device) -> list[float]:
+    """Each model's AUC on rows 501:1000 of its AC file (fold C's strongest peaks), one shuffle each."""
+    held = []
+    for j, r in enumerate(paper):
+        c_set = read_dataset(str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows="501:1000", shuffles=1, seed=7)
+        codes = encode_all(c_set.sequences, r["dataset"])
+        held.append(auc(c_set.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0]))
+    return held
+
+
+def b_aucs(bank, paper: list[dict], args, device: torch.device) -> list[float]:
+    """Each model's AUC on its test set B."""
+    out = []
+    for j, r in enumerate(paper):
+        test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
+        out.append(auc(test.targets, bank_scores(bank.subset([j]), encode_all(test.sequences, r["dataset"]),
+                                                 ScoreOptions(), device)[:, 0]))
+    return out
+
+
+def against_defaults(args, specs: list[ModelSpec], paper: list[dict], bank, wall: float | None,
+                     device: torch.device) -> None:
+    """Train the defaults of `dbtools train` (same seed, same run) and print both banks' AUCs on B
+    (and on held-out C with --held-out), with the wall-time ratio."""
+    t = time.perf_counter()
+    defaults = train_bank(specs, DataOptions(), RunOptions(seed=args.seed, steps=args.max_steps), device)
+    t_def = time.perf_counter() - t
+    names = [r["dataset"].split("_")[0] for r in paper]
+    rows = [("B", b_aucs(bank, paper, args, device), b_aucs(defaults, paper, args, device))]
+    if args.held_out:
+        rows.append(("held-out C", held_out_aucs(bank, paper, args, device), held_out_aucs(defaults, paper, args, device)))
+    for label, ours, base in rows:
+        print(f"{label}: calibrate - defaults: " + " ".join(f"{n} {o:.4f}-{b:.4f}={o - b:+.4f}"
+                                                           for n, o, b in zip(names, ours, base))
+              + f"; mean {np.mean(ours):.4f} - {np.mean(base):.4f} = {np.mean(ours) - np.mean(base):+.4f}")
+    if wall is not None:
+        print(f"defaults (dbtools train, seed {args.seed}): {t_def:.0f} s; calibration / defaults wall time "
+              f"{wall / t_def:.2f}")
 
 
 def main() -> None:
@@ -81,6 +122,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=Protocol.folds)
     ap.add_argument("--final-trials", type=int, default=Protocol.final_trials)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", choices=("dbtools", "deepbind"), default=Protocol.name,
+                    help="the calibration protocol (`dbtools calibrate --protocol`)")
+    ap.add_argument("--defaults", action="store_true", help="also train the defaults of dbtools train (same seed) "
+                    "and print both banks' AUCs and the difference")
     ap.add_argument("--detector-lens", default=",".join(map(str, Protocol.detector_lens)),
                     help="detector lengths shared out among the trials, e.g. 10,16 (default: the protocol's)")
     ap.add_argument("--sets", default="", help="only these sets, by name prefix, comma-separated (e.g. ARID3A,CTCFL); "
@@ -115,7 +160,7 @@ def main() -> None:
     if args.resume and args.state is None:
         ap.error("--resume needs --state")
     protocol = Protocol(trials=args.trials, folds=args.folds, final_trials=args.final_trials, steps=args.max_steps,
-                        checkpoint_every=args.checkpoint_every, seed=args.seed,
+                        checkpoint_every=args.checkpoint_every, seed=args.seed, name=args.method,
                         detector_lens=tuple(int(v) for v in args.detector_lens.split(",") if v))
     if args.evaluate:
         doc = read_json(args.evaluate / f"calibration_{args.protocol}.json")
@@ -124,10 +169,11 @@ def main() -> None:
             ap.error(f"--evaluate {args.evaluate}: its proteins are not the sets asked for (see --sets)")
         print(f"protocol ({args.protocol}): evaluating {args.evaluate}, {doc['protocol']['steps']} steps, "
               f"seed {doc['protocol']['seed']}")
+        wall = None
     else:
-        doc, bank = run(args, specs, protocol, device)
+        doc, bank, wall = run(args, specs, protocol, device)
     key = "paper_auc_trained_on_A" if args.protocol == "a" else "paper_auc_trained_on_AC"
-    print(f"dataset\tpaper_A\tpaper_AC\tpublished_whole\tours\tours_se\tcv_auc\ttrial\thidden\tsteps")
+    print(f"dataset\tpaper_A\tpaper_AC\tpublished_whole\tours\tours_se\tcv_auc\ttrial\thidden\tsteps\tchosen")
     ours_all, paper_all, pub_all, covs = [], [], [], []
     for j, r in enumerate(paper):
         test = read_dataset(str(args.encode / f"{r['dataset']}_B.seq.gz"))
@@ -143,13 +189,9 @@ def main() -> None:
         paper_all.append(float(r[key]))
         print(f"{r['dataset']}\t{float(r['paper_auc_trained_on_A']):.4f}\t{float(r['paper_auc_trained_on_AC']):.4f}"
               f"\t{pub:.4f}\t{ours:.4f}\t{np.sqrt(cov[0, 0]):.4f}\t{c['cv_metric']:.4f}\t{c['trial']}"
-              f"\t{c['hyperparameters']['num_hidden']}\t{c['step']}")
+              f"\t{c['hyperparameters']['num_hidden']}\t{c['step']}\t{c.get('candidate', 'random')}")
     if args.held_out:
-        held = []
-        for j, r in enumerate(paper):
-            c_set = read_dataset(str(args.encode / f"{r['dataset']}_AC.seq.gz"), rows="501:1000", shuffles=1, seed=7)
-            codes = encode_all(c_set.sequences, r["dataset"])
-            held.append(auc(c_set.targets, bank_scores(bank.subset([j]), codes, ScoreOptions(), device)[:, 0]))
+        held = held_out_aucs(bank, paper, args, device)
         print("held-out C (rows 501:1000 + 1 shuffle each): " + " ".join(f"{r['dataset'].split('_')[0]} {a:.4f}"
               for r, a in zip(paper, held)) + f" mean {np.mean(held):.4f}")
     at_or_above = sum(o >= p for o, p in zip(ours_all, paper_all))
@@ -163,6 +205,8 @@ def main() -> None:
     print(f"standard errors (DeLong, over the test sets): ours {np.mean(ours_all):.4f} +- {se_mean:.4f}, "
           f"{(np.mean(ours_all) - np.mean(paper_all)) / se_mean:+.2f} SE from the paper's mean; "
           f"ours - published models {np.mean(ours_all) - np.mean(pub_all):+.4f} +- {se_diff:.4f} (paired)")
+    if args.defaults:
+        against_defaults(args, specs, paper, bank, wall, device)
 
 
 if __name__ == "__main__":

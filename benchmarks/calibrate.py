@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbtools.train.calibrate import Protocol, prepare_proteins, trial_tasks  # noqa: E402
-from dbtools.train.bank_training import DataOptions, ModelSpec  # noqa: E402
+from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions  # noqa: E402
 from dbtools.train.data import GroupData  # noqa: E402
 from dbtools.train.hyper import group_key  # noqa: E402
 from dbtools.train.loop import evaluate_group, train_group  # noqa: E402
@@ -64,13 +64,28 @@ def main() -> None:
     ap.add_argument("--encode", type=Path, default=ENCODE)
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="also profile this many steps of the 5-protein run's first batched run (torch.profiler)")
+    ap.add_argument("--protocols", default=Protocol.name,
+                    help="calibration protocols to time, comma-separated (dbtools, deepbind); with two, their ratio")
     args = ap.parse_args()
     device = torch.device(args.device)
-    protocol = Protocol(steps=args.max_steps, checkpoint_every=args.checkpoint_every)
+    batched_of = {}
+    for name in args.protocols.split(","):
+        batched_of[name] = estimate(Protocol(steps=args.max_steps, checkpoint_every=args.checkpoint_every, name=name),
+                                    args, device)
+    if len(batched_of) == 2:
+        (a, ta), (b, tb) = batched_of.items()
+        print(f"5 proteins, batched: {b} / {a} = {tb / ta:.3f}")
+    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    if device.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+
+
+def estimate(protocol: Protocol, args, device: torch.device) -> float:
+    """Time one protocol on 1 and 5 proteins (print both); the 5-protein batched estimate, s."""
     paths = sorted(args.encode.glob("*_AC.seq.gz"))[:5]
     n_checkpoints = -(-args.max_steps // args.checkpoint_every)
     S = args.sample_steps
-    print(f"torch {torch.__version__} on {device}; protocol {protocol.trials} trials x {protocol.folds} folds + "
+    print(f"torch {torch.__version__} on {device}; protocol {protocol.name}: {protocol.trials} trials x {protocol.folds} folds + "
           f"{protocol.final_trials} final trials, {args.max_steps} steps, {n_checkpoints} validations; "
           f"timed on {S} steps and extrapolated")
     for n in (1, 5):
@@ -80,8 +95,12 @@ def main() -> None:
         groups: dict[tuple, list[int]] = {}  # the batched runs: one per detector length and pooling
         for i, t in enumerate(tasks):
             groups.setdefault(group_key(t.hyper), []).append(i)
-        finals = [tasks[i] for i in next(iter(groups.values()))[:protocol.final_trials]]  # a final model's shape
-        models = len(tasks) + n * protocol.final_trials
+        # a final model's shape; the dbtools protocol trains up to train's lengths x restarts (the defaults kept)
+        run_options = RunOptions()
+        per_protein = protocol.final_trials if protocol.name == "deepbind" else max(
+            protocol.final_trials, run_options.restarts * len(protocol.detector_lens))
+        finals = [tasks[i % len(tasks)] for i in range(per_protein)]
+        models = len(tasks) + n * per_protein
         train_group(tasks[:2], None, 2, 2, device)  # warm-up
         t_steps = t_val = 0.0
         for members in groups.values():
@@ -104,9 +123,7 @@ def main() -> None:
         serial = models * (sum(one) / k * args.max_steps / S + one_val * n_checkpoints)
         print(f"{n} protein(s), {models} models: batched {batched:8.0f} s ({batched / 60:.1f} min), one at a time "
               f"{serial:8.0f} s ({serial / 3600:.1f} h); speed-up {serial / batched:5.1f}x")
-    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
-    if device.type == "cuda":
-        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+    return batched
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ docs/exit-codes.md lists them all in one table (a test holds it to this module).
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C (training saves a checkpoint first)
+EXIT_TERMINATED = 143  # 128 + SIGTERM: a scheduler's stop (training saves a checkpoint first)
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`); nothing is printed
 
 

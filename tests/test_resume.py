@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dbtools.bank.store import load_bank
-from dbtools.errors import DbtoolsError
+from dbtools.errors import EXIT_TERMINATED, DbtoolsError
 from dbtools.train.interrupt import Interrupted
 from dbtools.train.bank_training import DataOptions, ModelSpec, RunOptions, checkpoint_folder, train_to_file
 from dbtools.train.hyper import Hyper
@@ -84,7 +84,7 @@ def test_sigterm_then_resume_on_the_command_line(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == EXIT_TERMINATED == 128 + signal.SIGTERM, err
     assert err.count("\n") == 1 and "interrupted after step" in err and "--resume" in err
     assert not out.exists() and folder.is_dir()
     # a different step budget is a different run

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -76,3 +77,22 @@ def parallel_steps(run: Callable[[T], None], steps: Sequence[T], device: torch.d
                         pass
         finally:
             torch.set_num_threads(n)
+
+
+@contextmanager
+def small_ops(device: torch.device) -> Iterator[None]:
+    """A pass of many small torch operations (a training loop) on the CPU: torch's intra-op threads
+    at 1 meanwhile, while parallel steps inside keep the command's threads. Split over cores, each
+    small operation waits for all of them: on a shared 2-core machine a calibration took 8x longer."""
+    global _command_threads
+    if device.type != "cpu":
+        yield
+        return
+    saved, n = _command_threads, torch.get_num_threads()
+    _command_threads = cpu_count()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+        _command_threads = saved

@@ -88,3 +88,13 @@ def test_tracks_are_written_in_the_callers_thread_on_one_cpu(tmp_path, monkeypat
         assert (set(fed) == {threading.get_ident()}) == (threads == 1)
         texts.append([p.read_text() for p in paths])
     assert texts[0] == texts[1] and texts[0][0].count("\n") >= 10
+
+
+def test_small_ops_run_on_one_intra_op_thread_and_keep_the_pools(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(parallel, "_command_threads", 2)
+    with parallel.small_ops(torch.device("cpu")):
+        assert torch.get_num_threads() == 1 and parallel.cpu_count() == 2
+        seen = record_steps()
+        assert len({t for _, t, _ in seen}) <= 2
+    assert torch.get_num_threads() == before and parallel.cpu_count() == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from dbtools.parallel import small_ops
 from dbtools.train.checkpoints import Checkpoints
 from dbtools.train.hyper import Task
 from dbtools.train.interrupt import Interrupted
@@ -64,12 +65,13 @@ class Runs:
         """
         states, progress = self.states, self.progress
         try:
-            return train_group(
-                tasks, validation, steps, checkpoint_every, device, batch_size,
-                progress=(lambda step, loss: progress(label, step, steps, loss)) if progress else None,
-                resume=states.load(key) if states is not None and self.resume else None,
-                save=(lambda state: states.save(key, state)) if states is not None else None,
-                stop=self.stop, until=until)
+            with small_ops(device):  # many small operations: one intra-op thread each
+                return train_group(
+                    tasks, validation, steps, checkpoint_every, device, batch_size,
+                    progress=(lambda step, loss: progress(label, step, steps, loss)) if progress else None,
+                    resume=states.load(key) if states is not None and self.resume else None,
+                    save=(lambda state: states.save(key, state)) if states is not None else None,
+                    stop=self.stop, until=until)
         except Stopped as e:
             where = f"; state saved in {states.folder}: rerun the same command with --resume" if states else ""
             raise Interrupted(f"interrupted after step {e.step} of {steps} ({label}){where}",

@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
 
-import torch
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dbtools.device import resolve_device
-from dbtools.parallel import cpu_count
+from dbtools.parallel import use_threads
 from dbtools.scan.run import Precision, ScanOptions, TrackFormat, TrackValues, assemble, parse_shard
 from dbtools.scan.run import scan as run_scan
 from dbtools.scan.browser import BrowserOptions
@@ -137,7 +136,7 @@ def scan(
 
     Example: dbtools scan hg19.fa -m CTCF --step 10 --out-dir ctcf_tracks
     """
-    torch.set_num_threads(cpu_count(threads))
+    use_threads(threads)
     summary = None
     with _contig_bars() as update:
         summary = run_scan(

@@ -93,15 +93,28 @@ def small_genome(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bg_bank(tmp_path_factory, small_genome):
+def bare_bank(tmp_path_factory):
+    """The shipped bank without its backgrounds."""
+    from dbtools.bank.store import default_bank_path
+
+    bank = load_bank(default_bank_path())
+    for m in bank.models:
+        m.backgrounds = []
+    path = tmp_path_factory.mktemp("bare") / "bare.bank"
+    save_bank(bank, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bg_bank(tmp_path_factory, small_genome, bare_bank):
     out = tmp_path_factory.mktemp("bgbank") / "bg.bank"
-    summary = background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None,
+    summary = background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None,
                          options=BackgroundOptions(windows=5000, seed=5, tail_fraction=0.01))
     assert summary.computed == 2 and summary.resumed == 0
     return out
 
 
-def test_background_is_stored_with_its_provenance_and_is_deterministic(bg_bank, small_genome, tmp_path):
+def test_background_is_stored_with_its_provenance_and_is_deterministic(bg_bank, bare_bank, small_genome, tmp_path):
     bank = load_bank(bg_bank)
     assert len(bank) == 927
     with_bg = [m for m in bank.models if m.backgrounds]
@@ -112,7 +125,7 @@ def test_background_is_stored_with_its_provenance_and_is_deterministic(bg_bank, 
     assert s["genome"] == "small.fa" and len(s["genome_sha256"]) == 64
     assert s["windows"] == 5000 and s["seed"] == 5 and s["source"] == "genome windows" and s["left_out_all_n"] > 0
     again = tmp_path / "again.bank"
-    background(str(small_genome), bank=None, models=[MODELS[0]], bank_out=str(again), regions=None,
+    background(str(small_genome), bank=str(bare_bank), models=[MODELS[0]], bank_out=str(again), regions=None,
                options=BackgroundOptions(windows=5000, seed=5, tail_fraction=0.01))
     a = load_bank(again).models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
     b = bank.models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
@@ -137,7 +150,7 @@ def test_background_tables_match_the_scores_of_the_drawn_windows(small_genome):
     assert tables.scores[0, 0] == ranked[0] and tables.scores[0, -1] == ranked[-30]
 
 
-def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, tmp_path, monkeypatch):
+def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, bare_bank, tmp_path, monkeypatch):
     monkeypatch.setattr(compute, "_CHUNK_MODELS", 1)
     out = tmp_path / "r.bank"
     real = compute.summarize
@@ -152,13 +165,13 @@ def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, 
     monkeypatch.setattr(compute, "summarize", fail_second)
     opts = BackgroundOptions(windows=5000, seed=1, tail_fraction=0.01)
     with pytest.raises(KeyboardInterrupt):
-        background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None, options=opts)
+        background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None, options=opts)
     assert not out.exists()
     with pytest.raises(DbtoolsError, match="other settings"):
-        background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None,
+        background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None,
                    options=BackgroundOptions(windows=5000, seed=2, tail_fraction=0.01))
     monkeypatch.setattr(compute, "summarize", real)
-    summary = background(str(small_genome), bank=None, models=MODELS, bank_out=str(out), regions=None, options=opts)
+    summary = background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None, options=opts)
     assert (summary.computed, summary.resumed) == (1, 1)
     assert not out.with_name("r.bank.background-parts").exists()
     assert sum(bool(m.backgrounds) for m in load_bank(out).models) == 2
@@ -341,3 +354,25 @@ def test_the_tail_used_for_pvalues_is_never_bounded():
     past = log10_pvalues(torch.tensor([[5.5]]), tables).item()
     free = log10_pvalues(torch.tensor([[5.5]]), tables, min_shape=None).item()
     assert free == pytest.approx(math.log10(TAIL_FLOOR)) and past > free + 0.3
+
+
+def test_a_threshold_below_some_floors_warns_and_below_all_is_an_error():
+    from dbtools.significance.lookup import check_floor
+
+    tables = summarize(_exponential(20_000, 2, seed=3), fraction=0.01)
+    tables.floor[:] = [1e-7, 3e-4]
+    warnings: list[str] = []
+    check_floor(tables, ["a", "b"], 1e-4, warn=warnings.append)
+    assert len(warnings) == 1 and "1 model(s)" in warnings[0] and "hits: b (0.0003) (" in warnings[0]
+    check_floor(tables, ["a", "b"], 1e-3, warn=warnings.append)
+    assert len(warnings) == 1
+    with pytest.raises(UsageError, match="down to 1e-07"):
+        check_floor(tables, ["a", "b"], 1e-8)
+
+
+def test_the_shipped_bank_has_a_chr20_background_for_every_model(bank):
+    keys = {(m.backgrounds[0].key.window, m.backgrounds[0].key.window_size, m.backgrounds[0].key.average)
+            for m in bank.models if len(m.backgrounds) == 1}
+    assert sum(len(m.backgrounds) == 1 for m in bank.models) == len(bank) == 927 and keys == {(101, None, False)}
+    s = bank.models[0].backgrounds[0].settings
+    assert (s["genome"], s["windows"], s["seed"], s["source"]) == ("20.fa.gz", 100_000, 1, "genome windows")

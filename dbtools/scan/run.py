@@ -280,7 +280,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         flag = "--pvalue" if options.pvalue is not None else "--track-values log10p"
         tables = background_tables(selected, options.scoring, options.window, where=flag)
         if options.pvalue is not None:
-            check_floor(tables, selected.ids, options.pvalue)
+            check_floor(tables, selected.ids, options.pvalue, warn=warn)
     elif options.fmt == TrackFormat.BED:
         tables = _optional_tables(selected, options)
     windows = [0] * len(selected)

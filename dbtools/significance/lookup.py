@@ -3,6 +3,8 @@ model without a matching background is an error naming it and the command that c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from dbtools.bank.backgrounds import BackgroundKey, find_background
@@ -55,10 +57,16 @@ def _missing(model, key: BackgroundKey, where: str):
                        f"compute one with `dbtools background GENOME.fa -m {model.info.id}{flags}`")
 
 
-def check_floor(tables: Tables, ids: list[str], p: float, option: str = "--pvalue") -> None:
-    """A threshold below a model's smallest answerable p-value would silently select nothing."""
+def check_floor(tables: Tables, ids: list[str], p: float, option: str = "--pvalue",
+                warn: Callable[[str], None] = lambda message: None) -> None:
+    """Models whose background answers no p-value as small as `p` can give no hit: a warning
+    naming them, or, when no model can, an error (a threshold that selects nothing)."""
     low = np.flatnonzero(tables.floor > p)
-    if low.size:
+    if low.size == len(ids):
         i = int(low[0])
         raise UsageError(f"{option} {p:g}: model {ids[i]}'s background answers p-values down to "
                          f"{tables.floor[i]:.3g} only; use a larger threshold (or more --windows)")
+    if low.size:
+        shown = ", ".join(f"{ids[i]} ({tables.floor[i]:.3g})" for i in low[:5]) + (", ..." if low.size > 5 else "")
+        warn(f"{option} {p:g}: {low.size} model(s) answer no p-value that small and give no hits: {shown} "
+             f"(their backgrounds' smallest p-values; see docs/significance.md)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from dbtools.bank.deepbind_import import import_deepbind, parse_params
+from dbtools.bank.deepbind_import import import_deepbind, parse_params, read_index, species_name
 from dbtools.errors import DbtoolsError
 
 PARAMS = """# deepbind 0.1\r
@@ -71,3 +71,16 @@ def test_import_matches_shipped_bank(bank, tmp_path):
         assert m.info.protein == shipped[m.info.id].info.protein
         for name, arr in m.arrays.items():
             np.testing.assert_array_equal(arr, shipped[m.info.id].arrays[name])
+
+
+def test_species_names_are_normalised_and_the_published_spelling_kept(bank):
+    assert species_name("Mus Musculus") == "Mus musculus" == species_name("mus  musculus")
+    assert species_name("Homo sapiens") == "Homo sapiens" and species_name("") == ""
+    index = read_index(shared_path("deepbind_db") / "db.tsv")
+    published = {r["Species"] for r in index.values()}
+    assert "Mus Musculus" in published  # the index spells one species two ways
+    # the shipped bank: one spelling per species, the published one kept in the provenance
+    species = {m.info.species for m in bank.models}
+    assert all(s == species_name(s) for s in species) and "Mus Musculus" not in species
+    renamed = [m for m in bank.models if "species_as_published" in m.info.provenance]
+    assert renamed and all(m.info.provenance["species_as_published"] == index[m.info.id]["Species"] for m in renamed)

@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from dbtools.io.atomic import atomic_path, output_folder
+from dbtools.io.atomic import output_folder
 from dbtools.bank.store import Bank
 from dbtools.io.encode import encode
 from dbtools.errors import DbtoolsError, UsageError

@@ -3,7 +3,6 @@ BED regions of it, all-N windows left out; optionally each one dinucleotide-shuf
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

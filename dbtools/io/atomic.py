@@ -38,11 +38,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-def output_folder(path: str | os.PathLike) -> Path:
-    """Create an output folder if needed; a folder that cannot be made or written is one clear error."""
+def output_folder(path: str | os.PathLike, create: bool = True) -> Path:
+    """Create an output folder if needed; a folder that cannot be made or written is one clear error.
+    With create=False only check, so a run that fails later on its inputs leaves no empty folder."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise DbtoolsError(f"{path}: output folder is a file, not a folder")
+    if not create and not folder.exists():
+        parent = next((p for p in folder.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise DbtoolsError(f"{path}: cannot create the output folder ({parent} is not a writable folder)")
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

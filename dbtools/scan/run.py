@@ -293,6 +293,7 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         _warn_short_regions(plan, max(w for w, _ in classes), regions or genome_path, warn)
         store = tracks = None
         if out_dir is not None:
+            output_folder(out_dir)
             store = PartStore(out_dir)
             signature = _signature(genome, plan, selected, windows, options, precision)
             if options.fmt != TrackFormat.BED:
@@ -389,7 +390,7 @@ def _check_options(options: ScanOptions, precision: str, device: torch.device | 
         if resume or shard != (1, 1):
             raise UsageError("--resume and --shard need --out-dir DIR")
     else:
-        output_folder(out_dir)
+        output_folder(out_dir, create=False)  # made when the inputs have been read
     return dtype
 
 

@@ -488,3 +488,36 @@ def test_tracks_written_side_by_side_get_the_umask_and_leave_it_as_it_was(tmp_pa
     assert len(summary.outputs) == 2
     for path in summary.outputs:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_kill_9_while_scanning_then_resume_gives_the_tracks_of_one_run(tmp_path, genome):
+    """A scan killed with SIGKILL after its first contig, then run with --resume: the same bytes as
+    an uninterrupted run, and no temporary file left beside them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fa = tmp_path / "g.fa"
+    fa.write_text("".join(f">c{i}\n{genome.fetch('20', 3_000_000 + i * 400_000, 3_400_000 + i * 400_000)}\n"
+                          for i in range(3)))
+    args = [sys.executable, "-m", "dbtools_cli.main", "scan", str(fa), "-m", "D00328.003,D00328.018",
+            "--step", "2", "--chunk-size", "50000", "--threads", "1"]
+    whole = dbtools(*args[3:], "-o", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / ".dbtools-scan" / "contig00000" / "layout.json"
+    while proc.poll() is None and not first.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the scan finished before it could be killed")
+    assert not (out / "D00328.003.bw").exists()
+    resumed = dbtools(*args[3:], "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already complete" in resumed.stderr
+    for i in ("D00328.003", "D00328.018"):
+        assert (out / f"{i}.bw").read_bytes() == (tmp_path / "whole" / f"{i}.bw").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == sorted(["D00328.003.bw", "D00328.018.bw"] + BESIDE)

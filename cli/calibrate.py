@@ -50,8 +50,8 @@ def calibrate(
                            "mean CV loss, final seed by training loss).")] = Protocol.name,
     final_trials: Annotated[Optional[int], typer.Option(
         "--final-trials",
-        help=f"Seeds of a chosen random trial's final training; the best on held-out rows is kept (--protocol "
-             f"deepbind: the lowest training loss) [{Protocol.final_trials}].")] = None,
+        help=f"Seeds of a chosen random trial's final training on all the data; the lowest training loss is kept "
+             f"[{Protocol.final_trials}].")] = None,
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", help=f"SGD steps per trial [{Protocol.steps}].")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(

@@ -163,14 +163,15 @@ def test_dbtools_protocol_has_the_defaults_candidate_and_reports_why_it_chose(tm
     for i in kept:
         assert all(np.array_equal(v, trained.models[i].arrays[k]) for k, v in bank.models[i].arrays.items())
         assert bank.models[i].info.provenance["calibration"]["candidate"] == "defaults"
-    # a random trial chosen: its setting from final_trials seeds, up to the chosen step, the best on held-out rows
+    # a random trial chosen: its setting on all rows from final_trials seeds up to the chosen step, as deepbind's
     entry = doc["proteins"][1]
     entry["choice"] = {"trial": 2, "step": 20, "candidate": "random", "cv_metric": 0.5, "cv_loss": 0.7,
                        "hyperparameters": entry["hyperparameters"][2]}
     model = cal.final_models(doc, CPU).models[1]
     assert model.info.provenance["hyperparameters"] == entry["hyperparameters"][2]
-    assert len(entry["final"]["candidates"]) == 2 and model.info.provenance["chosen_step"] <= 20
+    assert len(entry["final"]["training_loss"]) == 2 and model.info.provenance["steps"] == 20
     assert model.info.provenance["calibration"]["chosen_trial"] == 2
+    assert model.info.provenance["calibration"]["candidate"] == "random"
     # `dbtools train --calibration` trains the same final models
     again = train_from_calibration(tmp_path / "c.json", tmp_path / "again.bank", CPU)
     for a, b in zip(bank.models, again.models):

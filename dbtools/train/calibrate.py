@@ -9,14 +9,14 @@ cross-validation splits. Two protocols choose among them:
   detector length, before the random ones). Each trial is scored at its checkpoint of highest
   mean CV metric (AUC, or Pearson for regression); the best random trial is chosen only if it
   beats the best defaults trial by more than one standard error of their paired per-fold
-  difference, else the defaults are kept. The final models are then trained as `dbtools train`
-  trains: candidates on all rows but a held-out tenth, which picks the checkpoint and the
-  candidate (the defaults: `train`'s lengths x restarts, the same seeds, so the same model;
-  a random trial: `final_trials` seeds, each up to the chosen step).
+  difference, else the defaults are kept, and the protein's model is then `dbtools train`'s
+  (its candidates, seeds and held-out rows: the same model).
 - `deepbind` (the original): every checkpoint of every random trial is a candidate; the lowest
   mean validation loss (classification) or highest mean Pearson (regression) fixes the
-  hyperparameters and the step count, and of `final_trials` seeds trained on all the data the
-  one with the lowest training loss is kept.
+  hyperparameters and the step count.
+
+A chosen random trial (either protocol) is trained on all the data `final_trials` times with
+different seeds up to the chosen step, and the one with the lowest training loss is kept.
 
 All models of all proteins (trials x folds, then final candidates) advance in shared batched
 runs of the trainer, one per architecture group (detector length and pooling; models with and
@@ -38,8 +38,7 @@ from dbtools.bank.store import Architecture, Bank, Model, ModelInfo, save_bank
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.io.atomic import atomic_path, check_writable
 from dbtools.train.bank_training import (DataOptions, ModelSpec, Prepared, RunOptions, candidate_lengths,
-                                         candidate_model, candidate_task, prepare, restart_seed, select_candidate,
-                                         validation_set)
+                                         candidate_model, candidate_task, prepare, select_candidate, validation_set)
 from dbtools.train.checkpoints import Checkpoints, fingerprint
 from dbtools.train.datasets import balance_weights, split_by_origin
 from dbtools.train.hyper import DETECTORS, Hyper, Task, group_key
@@ -424,9 +423,10 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
                  stop: Callable[[], bool] | None = None) -> Bank:
     """Train each protein's final model from its chosen setting, all proteins in shared batched runs.
 
-    `deepbind` protocol: the chosen setting on all the data `final_trials` times (seeds differ),
-    the lowest training loss kept. `dbtools`: `dbtools train`'s candidates on all rows but a
-    held-out tenth (`final_candidates`), the best checkpoint and candidate on the held-out rows.
+    A chosen random trial (every choice of the `deepbind` protocol): its setting on all the data
+    `final_trials` times (seeds differ) up to the chosen step, the lowest training loss kept.
+    The defaults kept (`dbtools` protocol): `dbtools train`'s candidates (`defaults_final`), the
+    best on a held-out tenth of the rows kept, which is `dbtools train`'s model.
 
     Parameters
     ----------
@@ -444,88 +444,82 @@ def final_models(doc: dict, device: torch.device, progress: Callable | None = No
         raise DbtoolsError("not a dbtools calibration document (format field missing or wrong)")
     protocol = Protocol.from_json(doc["protocol"])
     data = DataOptions(**doc["data_options"])
-    specs = [_spec_from_json(e["spec"]) for e in doc["proteins"]]
-    if protocol.name == "dbtools":
-        return _final_as_train(doc, specs, data, protocol, device, progress, state_folder, resume, stop)
-    run = _all_rows(protocol)
-    prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
-    runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
+    entries = doc["proteins"]
+    specs = [_spec_from_json(e["spec"]) for e in entries]
+    kept = [i for i, e in enumerate(entries) if e["choice"].get("candidate") == "defaults"]
+    searched = [i for i in range(len(entries)) if i not in kept]
+    prepared = [prepare(s, data, protocol.final_run() if i in kept else _all_rows(protocol), i)
+                for i, s in enumerate(specs)]
+    runs = Runs.open(state_folder, fingerprint({"final": entries, "sources": [p.sources for p in prepared]}),
                      resume, stop, progress)
-    tasks, vals, until, owner = _final_tasks(doc["proteins"], prepared, protocol)
-    steps = max(until)
-    results = _train_runs(runs, "final", tasks, vals, steps, steps, protocol.batch_size, device, until)
-    models = []
-    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
-        mine = [j for j, o in enumerate(owner) if o == i]
-        models.append(_final_model(entry, p, [tasks[j] for j in mine], [results[j] for j in mine], protocol))
-    return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
+    models = {}
+    if searched:
+        tasks, vals, until, owner = _final_tasks(entries, prepared, searched, protocol)
+        steps = max(until)
+        results = _train_runs(runs, "final", tasks, vals, steps, steps, protocol.batch_size, device, until)
+        for i in searched:
+            mine = [j for j, o in enumerate(owner) if o == i]
+            models[i] = _final_model(entries[i], prepared[i], [tasks[j] for j in mine], [results[j] for j in mine],
+                                     protocol)
+    if kept:
+        models |= _defaults_models(entries, prepared, kept, protocol, runs, device)
+    return Bank([models[i] for i in range(len(entries))], description=f"calibrated and trained with dbtools {__version__}")
 
 
-def final_candidates(entry: dict, p: Prepared, protocol: Protocol) -> tuple[list[Task], list[int], RunOptions]:
-    """A protein's final candidates in the `dbtools` protocol, `p` read as `dbtools train` reads it.
-
-    The defaults chosen: `train`'s candidates (each detector length x its restarts, the same
-    seeds). A random trial chosen: its hyperparameters from `final_trials` restart seeds, each
-    trained up to the chosen step. Returns the tasks, their step budgets, and the run options
-    that describe them (restarts and steps as `train` records them).
-    """
+def defaults_final(p: Prepared, protocol: Protocol) -> tuple[list[Task], RunOptions]:
+    """The final candidates of a protein whose defaults were kept, `p` read as `dbtools train`
+    reads it: `train`'s candidates (each detector length x its restarts, the same seeds), and
+    the run options that describe them."""
     run = protocol.final_run()
-    choice = entry["choice"]
-    if choice.get("candidate") == "defaults":
-        hyper = defaults_candidates(p.spec, p.task.classification, protocol)[0]
-        tasks = [candidate_task(replace(p.task, hyper=hyper), m, r)
-                 for m in candidate_lengths(p.spec, run) for r in range(run.restarts)]
-        return tasks, [run.steps] * len(tasks), run
-    hyper = Hyper(**choice["hyperparameters"])
-    tasks = [replace(p.task, hyper=hyper, seed=restart_seed(p.task.seed, r)) for r in range(protocol.final_trials)]
-    step = int(choice["step"])
-    return tasks, [step] * len(tasks), replace(run, steps=step, restarts=protocol.final_trials)
+    hyper = defaults_candidates(p.spec, p.task.classification, protocol)[0]
+    return [candidate_task(replace(p.task, hyper=hyper), m, r)
+            for m in candidate_lengths(p.spec, run) for r in range(run.restarts)], run
 
 
-def _final_as_train(doc: dict, specs: list[ModelSpec], data: DataOptions, protocol: Protocol, device: torch.device,
-                    progress: Callable | None, state_folder: str | Path | None, resume: bool,
-                    stop: Callable[[], bool] | None) -> Bank:
-    """The `dbtools` protocol's final models: every protein's `final_candidates`, the best on its
-    held-out rows kept, as `dbtools train` keeps them."""
-    run = protocol.final_run()
-    prepared = [prepare(s, data, run, i) for i, s in enumerate(specs)]
-    runs = Runs.open(state_folder, fingerprint({"final": doc["proteins"], "sources": [p.sources for p in prepared]}),
-                     resume, stop, progress)
-    tasks, vals, until, owner, runs_of = [], [], [], [], []
-    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
-        mine, budgets, described = final_candidates(entry, p, protocol)
+def _defaults_models(entries: list[dict], prepared: list[Prepared], kept: list[int], protocol: Protocol, runs: Runs,
+                     device: torch.device) -> dict[int, Model]:
+    """The models of the proteins that kept the defaults (`kept`), trained and chosen on their
+    held-out rows as `dbtools train` trains and chooses them."""
+    tasks, vals, owner = [], [], []
+    for i in kept:
+        mine, run = defaults_final(prepared[i], protocol)
         tasks += mine
-        until += budgets
-        vals += [p.validation] * len(mine)
+        vals += [prepared[i].validation] * len(mine)
         owner += [i] * len(mine)
-        runs_of.append(described)
-    results = _train_runs(runs, "final", tasks, vals, protocol.steps, protocol.checkpoint_every, protocol.batch_size,
-                          device, until if min(until) < protocol.steps else None)
-    models = []
-    for i, (entry, p) in enumerate(zip(doc["proteins"], prepared)):
+    results = _train_runs(runs, "defaults", tasks, vals, run.steps, run.checkpoint_every, run.batch_size, device)
+    models = {}
+    for i in kept:
+        entry, p = entries[i], prepared[i]
         mine = [j for j, o in enumerate(owner) if o == i]
-        found = [candidate_model(p, tasks[j], *results[j], runs_of[i]) for j in mine]
-        lengths = tuple(dict.fromkeys(tasks[j].hyper.detector_len for j in mine))
-        model = select_candidate(found, lengths, runs_of[i])
+        found = [candidate_model(p, tasks[j], *results[j], run) for j in mine]
+        model = select_candidate(found, candidate_lengths(p.spec, run), run)
         chosen = model.info.provenance["selection"]
         entry["final"] = {"candidates": chosen["candidates"], "kept": chosen["chosen"]}
         model.info.source = f"calibrated and trained with dbtools {__version__}"
-        model.info.provenance["calibration"] = {
-            "protocol": protocol.name, "trials": protocol.trials, "folds": protocol.folds,
-            "chosen_trial": entry["choice"]["trial"], "candidate": entry["choice"]["candidate"],
-            "cv_step": entry["choice"]["step"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
-            "selection": {k: entry["selection"][k] for k in ("rule", "difference", "difference_se", "reason")},
-            "calibration_seed": protocol.seed}
-        models.append(model)
-    return Bank(models, description=f"calibrated and trained with dbtools {__version__}")
+        model.info.provenance["calibration"] = _provenance(entry, protocol)
+        models[i] = model
+    return models
 
 
-def _final_tasks(entries: list[dict], prepared: list[Prepared],
+def _provenance(entry: dict, protocol: Protocol) -> dict:
+    """What a final model records of its calibration."""
+    out = {"trials": protocol.trials, "folds": protocol.folds, "chosen_trial": entry["choice"]["trial"],
+           "cv_loss": entry["choice"]["cv_loss"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
+           "calibration_seed": protocol.seed}
+    if "selection" in entry:  # the dbtools protocol
+        out |= {"protocol": protocol.name, "candidate": entry["choice"]["candidate"], "cv_step": entry["choice"]["step"],
+                "selection": {k: entry["selection"][k] for k in ("rule", "difference", "difference_se", "reason")}}
+    return out
+
+
+def _final_tasks(entries: list[dict], prepared: list[Prepared], proteins: list[int],
                  protocol: Protocol) -> tuple[list[Task], list, list[int], list[int]]:
-    """Every final trial of every protein: its task (the chosen hyperparameters on all the data),
-    its evaluation set (all the data: the training loss), its step budget and its protein."""
+    """Every final trial of the `proteins` (indices into `entries`): its task (the chosen
+    hyperparameters on all the data), its evaluation set (all the data: the training loss), its
+    step budget and its protein."""
     tasks, vals, until, owner = [], [], [], []
-    for i, (entry, p) in enumerate(zip(entries, prepared)):
+    for i in proteins:
+        entry, p = entries[i], prepared[i]
         hyper = Hyper(**entry["choice"]["hyperparameters"])
         everything = (p.task.codes, p.task.targets, p.task.weights)  # evaluated at the end: the training loss
         for f in range(protocol.final_trials):
@@ -552,10 +546,7 @@ def _final_model(entry: dict, p: Prepared, tasks: list[Task], results: list[tupl
         id=entry["id"], protein=entry["protein"], arch=arch, experiment=entry["task"],
         source=f"calibrated and trained with dbtools {__version__}", train_length=p.train_length,
         provenance={"data": p.sources, "seed": tasks[keep].seed, "hyperparameters": hyper.to_json(),
-                    "steps": entry["choice"]["step"], "calibration": {
-                        "trials": protocol.trials, "folds": protocol.folds, "chosen_trial": entry["choice"]["trial"],
-                        "cv_loss": entry["choice"]["cv_loss"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
-                        "calibration_seed": protocol.seed},
+                    "steps": entry["choice"]["step"], "calibration": _provenance(entry, protocol),
                     "final_trials": entry["final"], "batch_size": protocol.batch_size,
                     "target_transform": p.transform, "metrics": {"train_loss": losses[keep]},
                     "dbtools_version": __version__})

@@ -506,7 +506,7 @@ def _provenance(entry: dict, protocol: Protocol) -> dict:
     out = {"trials": protocol.trials, "folds": protocol.folds, "chosen_trial": entry["choice"]["trial"],
            "cv_loss": entry["choice"]["cv_loss"], "cv_" + entry["metric"]: entry["choice"]["cv_metric"],
            "calibration_seed": protocol.seed}
-    if "selection" in entry:  # the dbtools protocol
+    if protocol.name == "dbtools":
         out |= {"protocol": protocol.name, "candidate": entry["choice"]["candidate"], "cv_step": entry["choice"]["step"],
                 "selection": {k: entry["selection"][k] for k in ("rule", "difference", "difference_se", "reason")}}
     return out

@@ -99,7 +99,8 @@ def estimate(protocol: Protocol, args, device: torch.device) -> float:
         run_options = RunOptions()
         per_protein = protocol.final_trials if protocol.name == "deepbind" else max(
             protocol.final_trials, run_options.restarts * len(protocol.detector_lens))
-        finals = [tasks[i % len(tasks)] for i in range(per_protein)]
+        members = next(iter(groups.values()))
+        finals = [tasks[members[i % len(members)]] for i in range(per_protein)]
         models = len(tasks) + n * per_protein
         train_group(tasks[:2], None, 2, 2, device)  # warm-up
         t_steps = t_val = 0.0

@@ -64,20 +64,26 @@ def test_detector_lengths_are_shared_out_among_the_trials():
     assert {t.detector_len for t in fixed} == {12}  # a spec that sets the length keeps it
 
 
+@pytest.fixture
+def calls(monkeypatch) -> list[int]:
+    """The number of tasks of every batched training run, in order."""
+    seen = []
+    real = runs.train_group
+
+    def counting(tasks, *a, **k):
+        seen.append(len(tasks))
+        return real(tasks, *a, **k)
+
+    monkeypatch.setattr(runs, "train_group", counting)
+    return seen
+
+
 def specs(tmp_path, n=(160, 140)):
     return [ModelSpec(id=f"p{i}", train=str(planted(tmp_path / f"p{i}.tsv", n=k, seed=i)), protein=f"P{i}",
                       hyper=Hyper(detector_len=8)) for i, k in enumerate(n)]
 
 
-def test_deepbind_protocol_shares_one_batched_run_and_chooses_the_lowest_mean_loss(tmp_path, monkeypatch):
-    calls = []
-    real = runs.train_group
-
-    def counting(tasks, *a, **k):
-        calls.append(len(tasks))
-        return real(tasks, *a, **k)
-
-    monkeypatch.setattr(runs, "train_group", counting)
+def test_deepbind_protocol_shares_one_batched_run_and_chooses_the_lowest_mean_loss(tmp_path, calls):
     doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL, name="deepbind"), CPU,
                                    tmp_path / "c.json", tmp_path / "c.bank", tmp_path / "plots")
     assert calls == [2 * 4 * 2, 2 * 2]  # every trial x fold of both proteins, then every final trial
@@ -122,15 +128,7 @@ def test_one_se_rule_keeps_the_defaults_unless_a_trial_beats_them_by_one_standar
     assert one_se_rule(defaults[None], 1)["chosen"] == (0, 1) and one_se_rule(defaults[None], 1)["challenger"] is None
 
 
-def test_dbtools_protocol_has_the_defaults_candidate_and_reports_why_it_chose(tmp_path, monkeypatch):
-    calls = []
-    real = runs.train_group
-
-    def counting(tasks, *a, **k):
-        calls.append(len(tasks))
-        return real(tasks, *a, **k)
-
-    monkeypatch.setattr(runs, "train_group", counting)
+def test_dbtools_protocol_has_the_defaults_candidate_and_reports_why_it_chose(tmp_path, calls):
     doc, bank = calibrate_to_files(specs(tmp_path), DataOptions(), Protocol(**SMALL), CPU, tmp_path / "c.json",
                                    tmp_path / "c.bank")
     assert calls[0] == 2 * (1 + 4) * 2  # per protein the defaults (one detector length) and 4 random trials, 2 folds

@@ -15,7 +15,7 @@ from dbtools.bank.store import load_bank, save_bank
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.significance import compute
 from dbtools.significance.compute import BackgroundOptions, background
-from dbtools.significance.tables import TAIL_FLOOR, log10_pvalues, summarize
+from dbtools.significance.tables import TAIL_FLOOR, candidate_cutoffs, log10_pvalues, summarize
 from dbtools.significance.tail import fit_pareto, log10_pareto_survival
 
 from conftest import shared_path
@@ -64,6 +64,22 @@ def test_pvalues_are_monotone_never_zero_and_keep_nan():
     assert torch.isfinite(lp).all()
     nan = log10_pvalues(torch.tensor([[float("nan"), 1.0, 2.0]]), tables)
     assert torch.isnan(nan[0, 0]) and torch.isfinite(nan[0, 1:]).all()
+
+
+def test_candidate_cutoffs_keep_every_window_that_reaches_the_pvalue():
+    """`scan --pvalue` computes p-values only above each model's cutoff: no window at or below
+    it may reach the p-value, at any level from 1 down past the floor."""
+    tables = summarize(_exponential(20_000, 3, seed=2) * torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64),
+                       fraction=0.01)
+    x = torch.linspace(-1, 40, 200_000, dtype=torch.float32)[:, None].repeat(1, 3)
+    lp = log10_pvalues(x, tables).numpy()
+    for p in [1.0, 0.5, 0.05, 1e-3, 1e-4, 1e-6, 1e-9]:
+        cut = candidate_cutoffs(tables, math.log10(p))
+        hit = lp <= np.float32(math.log10(p))
+        assert np.all(x.numpy()[hit] > np.broadcast_to(cut, x.shape)[hit]), p
+        # and the cutoff prunes: above the bulk, most windows are never looked up
+        if p <= 1e-3:
+            assert np.mean(x.numpy() > cut) < 0.9
 
 
 def test_a_tail_the_fit_misses_answers_no_deeper_than_its_samples():

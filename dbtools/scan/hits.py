@@ -18,7 +18,7 @@ import torch
 from dbtools.bank.store import Bank
 from dbtools.io.tracks import BED_COLUMNS, bed_sites_text
 from dbtools.scan.sites import SiteMerger, Sites, hit_windows
-from dbtools.significance.tables import Tables, log10_pvalues
+from dbtools.significance.tables import Tables, candidate_cutoffs, log10_pvalues
 
 HEADER = "#" + "\t".join(BED_COLUMNS) + "\n"
 
@@ -44,6 +44,8 @@ class ContigHits:
                  tables: Tables | None, merge: str = HitsMerge.SITE):
         self.chrom, self.names, self.tables, self.merge = chrom, names, tables, merge
         self.threshold, self.pvalue = threshold, pvalue
+        if pvalue is not None:
+            self._cutoffs = candidate_cutoffs(tables, float(np.log10(pvalue)))
         self._merger = SiteMerger() if merge == HitsMerge.SITE else None
         self._ready: list[Sites] = []  # complete rows not yet written
         self._last_start = -1  # the largest window start seen
@@ -55,11 +57,18 @@ class ContigHits:
         with np.errstate(invalid="ignore"):
             if self.pvalue is None:
                 keep = values >= self.threshold
+            else:  # the candidates: only they can reach the p-value
+                keep = values > self._cutoffs[np.asarray(models)]
             if self.tables is not None:
-                scored = values if self.pvalue is not None else np.where(keep, values, np.nan)
-                log10p = log10_pvalues(torch.from_numpy(np.asarray(scored)), self.tables.rows(models)).numpy()
+                # p-values of the rows and models with a candidate only: the cost follows the hits
+                log10p = np.full(values.shape, np.nan, np.float32)
+                r, c = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+                if len(r):
+                    sub = np.ascontiguousarray(values[np.ix_(r, c)])
+                    rows = self.tables.rows(np.asarray(models)[c])
+                    log10p[np.ix_(r, c)] = log10_pvalues(torch.from_numpy(sub), rows).numpy()
             if self.pvalue is not None:
-                keep = log10p <= np.float32(np.log10(self.pvalue))
+                keep &= log10p <= np.float32(np.log10(self.pvalue))
         hits = hit_windows(first, step, window, models, values, rc_won, keep, log10p)
         if len(values):
             self._last_start = max(self._last_start, first + (len(values) - 1) * step)

@@ -122,6 +122,15 @@ def bounded_shape(shape, scale, low: float | None):
     return raised, torch.where(raised != shape, scale / (1 - shape) * (1 - raised), scale)
 
 
+def candidate_cutoffs(tables: Tables, log10p: float) -> np.ndarray:
+    """Per model, a score at or below which no p-value reaches 10**log10p: only windows scoring
+    above it need their p-value computed to find those at or below it (-inf: every window)."""
+    # knots strictly above log10p (with a margin for float32 interpolation) bound the p-values below them
+    above = tables.log10_survival > np.float32(log10p) + np.float32(1e-4)  # a True prefix of each row
+    k = above.sum(axis=1) - 1
+    return np.where(k >= 0, tables.scores[np.arange(len(k)), np.maximum(k, 0)], -np.inf).astype(np.float32)
+
+
 def log10_pvalues(scores: torch.Tensor, tables: Tables, min_shape: float | None = MIN_TAIL_SHAPE) -> torch.Tensor:
     """log10 P(background score >= score) for each model's column of `scores`.
 

@@ -214,6 +214,12 @@ def test_bytes_do_not_depend_on_threads_or_chunks(files, tmp_path):
         assert path.read_bytes() == want, k
     write_runs(tmp_path / "w.bw", HEADER, runs, chunk=77_777)
     assert (tmp_path / "w.bw").read_bytes() == want
+    # zoom sections spooled to a temporary file from the first byte (many writers open at once)
+    with BigWigWriter(tmp_path / "s.bw", HEADER, spool_memory=1) as w:
+        for chrom, first, step, values in runs:
+            w.add(chrom, first, step, values)
+    assert (tmp_path / "s.bw").read_bytes() == want
+    assert not list(tmp_path.glob(".bigwig-zoom-*"))
 
 
 def test_ucsc_library_reads_the_file(files):

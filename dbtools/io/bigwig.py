@@ -23,8 +23,8 @@ bases covered, min, max, sum and sum of squares are summed in float64 and stored
 the format has them.
 
 Memory stays bounded: data sections go to the file as they fill, zoom sections are compressed
-as they fill and spooled (in memory up to 4 MB a level, then to an anonymous temporary file
-beside the output) until close copies them in; what stays in memory is one 32-byte index entry
+as they fill and spooled (every level of a file in one spool: in memory up to `spool_memory`,
+4 MB by default, then in one anonymous temporary file beside the output) until close copies them in; what stays in memory is one 32-byte index entry
 a section (~1024 values), the last partial section of each level and at most 65536 values held
 back between calls.
 
@@ -47,7 +47,6 @@ caller writes to a temporary path and renames it, see dbtools/io/atomic.py).
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import tempfile
 from collections import deque
@@ -70,7 +69,7 @@ DEFLATE_LEVEL = 1  # ISA-L level (0-3) of data and zoom sections: level 2 is no 
 
 _PENDING_MAX = 1 << 16  # at most this many values held back between calls (see BigWigWriter._cut)
 _BATCH_BLOCKS = 64  # sections a compression task takes
-_SPOOL_MEMORY = 4 << 20  # a zoom level's compressed sections stay in memory up to this, then go to a file
+SPOOL_MEMORY = 4 << 20  # a file's compressed zoom sections stay in memory up to this, then go to one temporary file
 
 _HEADER = struct.Struct("<IHHQQQHHQQIQ")  # 64 bytes
 _ZOOM_HEADER = struct.Struct("<IIQQ")  # 24 bytes
@@ -157,6 +156,51 @@ class _Sections:
         self.inflight.clear()
 
 
+class _Spool:
+    """The compressed zoom sections of every level of one file, in one spool (in memory up to
+    `memory` bytes, then in an anonymous temporary file in `folder`): one file descriptor a
+    writer however many levels, so many tracks can be open at once. Each level's bytes are
+    copied out in the order written."""
+
+    def __init__(self, memory: int, folder: str):
+        self.file = tempfile.SpooledTemporaryFile(memory, dir=folder or None, prefix=".bigwig-zoom-")
+        self.size = 0
+        self.segments: dict[int, list[tuple[int, int]]] = {}  # level -> (spool offset, length)
+
+    def level(self, k: int) -> "_SpoolLevel":
+        return _SpoolLevel(self, k)
+
+    def write(self, k: int, data: bytes) -> None:
+        self.file.seek(self.size)
+        self.file.write(data)
+        self.segments.setdefault(k, []).append((self.size, len(data)))
+        self.size += len(data)
+
+    def copy(self, k: int, out) -> None:
+        """Level k's bytes, in order, to `out`."""
+        for offset, n in self.segments.get(k, []):
+            self.file.seek(offset)
+            while n:
+                block = self.file.read(min(n, 1 << 20))
+                if not block:
+                    raise OSError("the zoom spool ended early")
+                out.write(block)
+                n -= len(block)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _SpoolLevel:
+    """One level's view of a _Spool: what _Sections writes to."""
+
+    def __init__(self, spool: _Spool, k: int):
+        self.spool, self.k = spool, k
+
+    def write(self, data: bytes) -> None:
+        self.spool.write(self.k, data)
+
+
 class _Records:
     """Zoom records of one batch, sorted by (chrom, bin), bins with data only. [lo, hi) is the
     part of the bin from its first to its last base with data (libBigWig's records are as
@@ -219,18 +263,17 @@ class _ZoomLevel:
     Everything summed above the first level is summed a section of the first level at a time, so
     the sums (and the file's bytes) do not depend on how the values came in calls."""
 
-    def __init__(self, reduction: int, shift: int, folder: str, fn, pool, threads: int, write: bool = True,
+    def __init__(self, reduction: int, shift: int, spool: _Spool | None, fn, pool, threads: int,
                  on_section=None):
         self.reduction = reduction
         self.shift = shift  # level k: bins are level-0 bins >> 2*k
-        self.write = write
+        self.write = spool is not None
         self.on_section = on_section
         self.carry: _Records | None = None
         self.buffer: list[_Records] = []
         self.buffered = 0
         self.records = 0
-        self.spool = (tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=folder or None, prefix=".bigwig-zoom-")
-                      if write else None)
+        self.spool = spool.level(shift) if spool is not None else None
         self.sections = _Sections(self.spool, 0, fn, pool, threads)
 
     def push(self, rec: _Records) -> None:
@@ -302,8 +345,6 @@ class _ZoomLevel:
 
     def close(self) -> None:
         self.sections.cancel()
-        if self.spool is not None:
-            self.spool.close()
 
 
 def _sums(v: np.ndarray, bases, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -505,10 +546,12 @@ class BigWigWriter:
     header : (contig, length) in the order data will come; every contig is in the file.
     zoom_levels : at most this many zoom levels (0..10).
     threads : sections compressed by this many threads (1: in the caller's thread).
+    spool_memory : bytes of compressed zoom sections kept in memory before they go to a
+        temporary file (lower it when many writers are open at once).
     """
 
     def __init__(self, path: str | os.PathLike, header: Iterable[tuple[str, int]], zoom_levels: int = 10,
-                 threads: int = 1):
+                 threads: int = 1, spool_memory: int = SPOOL_MEMORY):
         header = [(str(c), int(n)) for c, n in header]
         if not header:
             raise ValueError("a BigWig needs at least one contig in its header")
@@ -530,6 +573,8 @@ class BigWigWriter:
         self._sizes = np.array([n for _, n in header], dtype=np.int64)
         self._zoom_levels = zoom_levels
         self._threads = threads
+        self._spool_memory = spool_memory
+        self._spool: _Spool | None = None
         self._fn = _deflate
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="bigwig") if threads > 1 else None
         self._fh = open(self.path, "wb")
@@ -725,13 +770,12 @@ class BigWigWriter:
         unwritten, for the total summary."""
         self._levels_made = True
         r = min(max(10, ZOOM_INCREMENT * ZOOM_INCREMENT * step), 1 << 31)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        zoom_fn = _deflate
+        if self._zoom_levels > 0:
+            self._spool = _Spool(self._spool_memory, os.path.dirname(os.path.abspath(self.path)))
         for k in range(max(1, self._zoom_levels)):
             if r > _U32:
                 break
-            self._levels.append(_ZoomLevel(r, k, folder, zoom_fn, self._pool, self._threads,
-                                           write=self._zoom_levels > 0))
+            self._levels.append(_ZoomLevel(r, k, self._spool, _deflate, self._pool, self._threads))
             r *= ZOOM_INCREMENT
         self._levels[0].on_section = self._total_and_up
         for lower, upper in zip(self._levels[1:], self._levels[2:]):
@@ -823,8 +867,7 @@ class BigWigWriter:
             data_offset = fh.tell()
             fh.write(struct.pack("<I", level.records))
             base = fh.tell()
-            level.spool.seek(0)
-            shutil.copyfileobj(level.spool, fh, 1 << 20)
+            self._spool.copy(level.shift, fh)
             zoom_index = fh.tell()
             assert zoom_index == base + level.sections.offset
             zoom_entries["offset"] += np.uint64(base)
@@ -832,6 +875,7 @@ class BigWigWriter:
             zoom_headers.append(_ZOOM_HEADER.pack(level.reduction, 0, data_offset, zoom_index))
         for level in levels:
             level.close()
+        self._close_spool()
         fh.write(struct.pack("<I", BIGWIG_MAGIC))
         bases, mn, mx, s, ss = self._total
         if not bases:
@@ -857,7 +901,13 @@ class BigWigWriter:
         self._shutdown()
         for level in getattr(self, "_levels", []):
             level.close()
+        self._close_spool()
         self._fh.close()
+
+    def _close_spool(self) -> None:
+        spool, self._spool = getattr(self, "_spool", None), None
+        if spool is not None:
+            spool.close()
 
     def _shutdown(self) -> None:
         if self._pool is not None:

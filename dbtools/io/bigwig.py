@@ -34,6 +34,10 @@ Scan tracks repeat values over runs of windows (a sliding max), which LZ77 finds
 coding alone would give files ~2.5x larger. The compressor releases the GIL, so
 with `threads > 1` sections are compressed in a thread pool while the caller goes on.
 
+Level 0 of a step-S track whose items lie off the bins' grid (the usual case of a scan track:
+values at s + (W - S) // 2) is summed from a strided view of the items, each bin a row; the rows
+hold the pieces, in the order, that the general path sums, so the sums are the same bit for bit.
+
 The file's bytes do not depend on `threads`, nor on how a contiguous run of values is cut into
 calls: sections are cut from the start of each run, the end of a call that a next call could
 change is held back (up to 65536 values), and every sum is taken over groups that do not depend
@@ -388,9 +392,44 @@ def _level0(cid: int, start: int, step: int, vals: np.ndarray, ok: np.ndarray, n
             keep = holes == 0
             keep[at] = True
             return rec.take(keep)
+    if nan_free and r % step == 0:  # each bin edge cuts one item in two, at the same offset
+        rec = _split_items(cid, start, step, vals, r)
+        if rec is not None:
+            return rec
     # the finite items (a bin's sums are over its finite items in order, whatever NaN lie between)
     return _items(cid, start, step, vals, np.arange(n, dtype=np.int64) if nan_free else np.flatnonzero(ok), r,
                   aligned)
+
+
+def _split_items(cid: int, start: int, step: int, vals: np.ndarray, r: int) -> _Records | None:
+    """_level0's records of NaN-free items when every bin edge falls inside an item (r a multiple of
+    the step, items off the bins' grid), from a strided view of the items: the pieces, order and
+    sums that `_items` gives, so the bytes are the same. None when no bin lies between two edges."""
+    n = len(vals)
+    q = r // step
+    e1 = (start // r + 1) * r  # the first edge: it cuts item k1
+    k1 = (e1 - start) // step
+    whole = (n - 1 - k1) // q  # bins with both edges inside the items
+    if whole < 1:
+        return None
+    k2 = k1 + whole * q  # the item cut by the last whole bin's end
+    a = e1 - (start + k1 * step)  # bases of a cut item before its edge
+    view = np.lib.stride_tricks.as_strided(vals[k1:], shape=(whole, q + 1),
+                                           strides=(q * vals.strides[0], vals.strides[0]))
+    # the first bin (items 0..k1), the whole bins (items k1 + j*q ... k1 + (j+1)*q), the last bin
+    pieces = np.concatenate([vals[:k1 + 1], view.reshape(-1), vals[k2:]])
+    one = np.full(q + 1, step, np.int64)
+    one[0], one[-1] = step - a, a
+    bases = np.concatenate([np.full(k1 + 1, step, np.int64), np.tile(one, whole), np.full(n - k2, step, np.int64)])
+    bases[k1] = a
+    bases[k1 + 1 + whole * (q + 1)] = step - a
+    heads = np.concatenate([[0], k1 + 1 + np.arange(whole + 1, dtype=np.int64) * (q + 1)])
+    s, ss = _sums(pieces, bases, heads)
+    edges = e1 + np.arange(whole + 1, dtype=np.int64) * r
+    lo = np.concatenate([[start], edges])
+    hi = np.concatenate([edges, [start + n * step]])
+    return _Records(np.full(whole + 2, cid, np.int64), (hi - 1) // r, lo, hi, hi - lo,
+                    np.minimum.reduceat(pieces, heads), np.maximum.reduceat(pieces, heads), s, ss)
 
 
 def _items(cid: int, start: int, step: int, vals: np.ndarray, idx: np.ndarray, r: int, aligned: bool

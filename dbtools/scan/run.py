@@ -310,7 +310,8 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
         done_contigs = skipped = bases = 0
         if out_dir is None and options.fmt == TrackFormat.BED:
             stdout.write(HITS_HEADER)
-        for contig in shard_contigs(plan, shard):
+        mine = shard_contigs(plan, shard)
+        for contig in mine:
             index = genome.contigs.index(contig)
             total = sum(e - s for s, e in plan[contig])
             if store is not None and resume and store.is_done(index):
@@ -323,7 +324,12 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
                 if progress:
                     progress(contig, total, total)
                 continue
-            if store is not None:
+            if tracks is not None and contig == mine[-1]:
+                # the contig that completes the tracks: its values are never read back (a run killed
+                # before the tracks are closed scans it again), so they skip the part store
+                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
+                             precision, _PartSink(None, selected, options, names, tracks, tables), progress)
+            elif store is not None:
                 with store.writing(index, len(selected), options.fmt != "bed") as part:
                     _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
                                  precision, _PartSink(part, selected, options, names, tracks, tables), progress)
@@ -503,7 +509,8 @@ class _StreamSink(_Sink):
 
 
 class _PartSink(_Sink):
-    """Window values (tracks) or hits (BED) into the part store, and to the open tracks if any."""
+    """Window values (tracks) or hits (BED) into the part store (unless `part` is None), and to the
+    open tracks if any."""
 
     def __init__(self, part, bank: Bank, options: ScanOptions, names: dict[str, str],
                  tracks: OpenTracks | None = None, tables: Tables | None = None):
@@ -511,7 +518,8 @@ class _PartSink(_Sink):
         self.part, self.tracks = part, tracks
 
     def add(self, contig, window, first, models, values, rc_won) -> None:
-        self.part.add(window, first, self.options.step, models, values)
+        if self.part is not None:
+            self.part.add(window, first, self.options.step, models, values)
         super().add(contig, window, first, models, values, rc_won)
 
     def values(self, chrom, first, models, values) -> None:

@@ -2,8 +2,10 @@
 
 Background and brute force both come from the same source, so that only the tail fit is on
 trial: random sequence from a first-order Markov chain with chr20's dinucleotide frequencies.
-The background is --windows non-overlapping 101-bp windows (seed 1), summarised as `dbtools
-background` does (empirical quantiles to the tail fraction, generalized Pareto beyond); the
+The background is drawn as `dbtools background` draws it: --windows windows in blocks of
+--block contiguous 101-bp windows (each block from its own chain, scored at step 1 with the
+sliding-window engine; --block 1: independent windows), seed 1, summarised as `dbtools
+background` does (empirical quantiles to the tail fraction, generalized Pareto beyond). The
 brute force is every 101-bp window (step 1) of --brute bases drawn under seed 2, of which the
 largest scores are kept. For p in 1e-4, 1e-5, 1e-6 the script prints the brute-force score at
 that p (the (p x n)-th largest), the background's p-value of that score, and their ratio.
@@ -12,6 +14,7 @@ Overlapping windows are correlated, so the brute-force p-values are unbiased but
 
     python benchmarks/background_tail.py                          # D00328.018 (CTCF ChIP-seq)
     python benchmarks/background_tail.py --model D00210.001 --brute 20000000
+    python benchmarks/background_tail.py --block 1 --windows 100000 --fractions 0.001
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from dbtools.engine.options import ScoreOptions
 from dbtools.engine.windows import window_values
 from dbtools.io.encode import N, encode
 from dbtools.io.genome import Genome
-from dbtools.significance.compute import DEFAULT_TAIL_FRACTION, DEFAULT_WINDOWS
-from dbtools.significance.tables import log10_pvalues, summarize
+from dbtools.significance.compute import DEFAULT_BLOCK, DEFAULT_TAIL_FRACTION, DEFAULT_WINDOWS, score_blocks
+from dbtools.significance.tables import BLOCK_CHECK_EXCEEDANCES, log10_pvalues, summarize, summarize_ranked
 
 GENOME = Path(__file__).resolve().parents[1].parent / "shared/data/genome/20.fa.gz"
 W = 101
@@ -67,19 +70,34 @@ def main() -> None:
     ap.add_argument("--shape-bounds", default=">=0", help="tail shapes to compare, comma-separated: free (as "
                                                           "fitted), '>=0' (raised to 0: what dbtools uses)")
     ap.add_argument("--windows", type=int, default=DEFAULT_WINDOWS)
-    ap.add_argument("--fractions", type=float, nargs="+", default=[DEFAULT_TAIL_FRACTION, 0.01])
+    ap.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="windows per background block (1: independent)")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[DEFAULT_TAIL_FRACTION, 0.001])
+    ap.add_argument("--quadratic", type=float, nargs="*", default=[], help="also the quadratic (Gaussian-like) "
+                    "tail fitted from these upper-tail probabilities down, beyond each tail fraction")
     ap.add_argument("--brute", type=int, default=100_000_000, help="brute-force windows (bases)")
     ap.add_argument("--genome", default=str(GENOME))
     a = ap.parse_args()
     bank = load_bank(default_bank_path())
     ids = a.model.split(",")
     engine = BankEngine(bank.subset([bank.ids.index(i) for i in ids]))
-    bounds = {"free": None, ">=0": 0.0}
+    bounds = {"free": None, ">=0": 0.0, ">=-0.1": -0.1}
     caps = a.shape_bounds.split(",")
     trans = transitions(a.genome)
     t0 = time.time()
-    bg = markov(trans, math.ceil(a.windows / CHAINS) * W, np.random.default_rng(1)).reshape(-1, W)[:a.windows]
-    samples = torch.cat([engine.score(torch.from_numpy(bg[i:i + 4096])) for i in range(0, len(bg), 4096)])
+    length = W + a.block - 1
+    blocks = math.ceil(a.windows / a.block)
+    bg = markov(trans, math.ceil(blocks / CHAINS) * length, np.random.default_rng(1)).reshape(-1, length)[:blocks]
+    if a.block == 1:
+        samples = torch.cat([engine.score(torch.from_numpy(bg[i:i + 4096])) for i in range(0, len(bg), 4096)])
+
+        def tables_at(f, cap, quad=None):
+            return summarize(samples, f, min_shape=cap, quadratic_from=quad)
+    else:
+        bg_top, n_bg, bulk, _ = score_blocks(engine, bg, W, ScoreOptions())
+
+        def tables_at(f, cap, quad=None):
+            return summarize_ranked(bg_top, n_bg, bulk, f, min_shape=cap, check_exceedances=BLOCK_CHECK_EXCEEDANCES,
+                                    quadratic_from=quad)
     t1 = time.time()
     rng = np.random.default_rng(2)
     keep = 20_000
@@ -99,22 +117,23 @@ def main() -> None:
                 break
     t2 = time.time()
     top = -np.sort(-top, axis=0)
-    print(f"# {a.model}: background {a.windows} windows ({t1 - t0:.0f} s), brute force {n} windows ({t2 - t1:.0f} s)",
+    print(f"# {a.model}: background {a.windows} windows in blocks of {a.block} ({t1 - t0:.0f} s), brute force {n} windows ({t2 - t1:.0f} s)",
           file=sys.stderr)
-    print("model\tfraction\tshape_bound\tp_brute\tscore\tp_fitted\tratio\tshape\tfloor")
+    print("model\tfraction\ttail\tp_brute\tscore\tp_fitted\tratio\tshape\tfloor\tfit_error")
+    tails = [(cap, None) for cap in caps] + [(f"quadratic from {q:g}", q) for q in a.quadratic]
     for f in a.fractions:
-        for cap in caps:
-            tables = summarize(samples, f, min_shape=bounds[cap])
+        for cap, quad in tails:
+            tables = tables_at(f, bounds.get(cap, 0.0), quad)
             for p in (1e-4, 1e-5, 1e-6):
                 k = int(round(p * n))
                 if k < 10 or k > len(top):
                     continue
                 s = torch.from_numpy(top[k - 1][None].copy())
-                fitted = 10 ** log10_pvalues(s, tables, min_shape=bounds[cap])[0].double().numpy()
+                fitted = 10 ** log10_pvalues(s, tables, min_shape=bounds.get(cap, 0.0))[0].double().numpy()
                 emp = k / n
                 for j, i in enumerate(ids):
                     print(f"{i}\t{f}\t{cap}\t{emp:.3g}\t{float(s[0, j]):.4f}\t{fitted[j]:.3g}\t{fitted[j] / emp:.3f}\t"
-                          f"{tables.shape[j]:.3f}\t{tables.floor[j]:.3g}")
+                          f"{tables.shape[j]:.3f}\t{tables.floor[j]:.3g}\t{tables.fit_error[j]:.3f}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import typer
 
 from dbtools.device import resolve_device
 from dbtools.parallel import cpu_count
-from dbtools.significance.compute import (DEFAULT_SEED, DEFAULT_TAIL_FRACTION, DEFAULT_WINDOWS, BackgroundOptions,
-                                          background as run_background)
+from dbtools.significance.compute import (DEFAULT_BLOCK, DEFAULT_SEED, DEFAULT_TAIL_FRACTION, DEFAULT_WINDOWS,
+                                          BackgroundOptions, background as run_background)
 
 from . import options
 from .progress import counter, stderr
@@ -25,7 +25,9 @@ def background(
     regions: Annotated[Optional[str], typer.Option("--regions", metavar="BED", help="Draw windows only inside these regions.")] = None,
     windows: Annotated[int, typer.Option("--windows", min=1, help="Background windows per model.")] = DEFAULT_WINDOWS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the window draw (recorded in the bank).")] = DEFAULT_SEED,
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="Dinucleotide-shuffle every drawn window.")] = False,
+    block: Annotated[int, typer.Option("--block", min=1, help="Windows per block: each drawn block of contiguous "
+                                       "sequence gives this many windows at step 1; 1 draws independent windows.")] = DEFAULT_BLOCK,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Dinucleotide-shuffle every drawn block (or window).")] = False,
     window: Annotated[Optional[int], typer.Option("--window", min=1, metavar="W",
                                                   help="Window length in bp (default: each model's training length).")] = None,
     window_size: options.WindowSize = None,
@@ -41,7 +43,7 @@ def background(
     Example: dbtools background hg19.fa.gz -b my.bank -o my_with_backgrounds.bank
     """
     torch.set_num_threads(cpu_count(threads))
-    opts = BackgroundOptions(windows=windows, seed=seed, shuffle=shuffle, window=window, window_size=window_size,
+    opts = BackgroundOptions(windows=windows, seed=seed, block=block, shuffle=shuffle, window=window, window_size=window_size,
                              average=average, tail_fraction=tail_fraction)
     with counter("background of", "models") as advance:
         summary = run_background(genome, bank=bank, models=models, bank_out=bank_out, regions=regions,

@@ -140,11 +140,25 @@ def test_background_is_stored_with_its_provenance_and_is_deterministic(bg_bank, 
     s = bg.settings
     assert s["genome"] == "small.fa" and len(s["genome_sha256"]) == 64
     assert s["windows"] == 5000 and s["seed"] == 5 and s["source"] == "genome windows" and s["left_out_all_n"] > 0
+    assert s["sampling"] == "independent windows" and s["windows_scored"] == 5000
     again = tmp_path / "again.bank"
     background(str(small_genome), bank=str(bare_bank), models=[MODELS[0]], bank_out=str(again), regions=None,
                options=BackgroundOptions(windows=5000, seed=5, tail_fraction=0.01))
     a = load_bank(again).models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
     b = bank.models[[m.info.id for m in bank.models].index(MODELS[0])].backgrounds[0]
+    assert np.array_equal(a.scores, b.scores) and a.tail == b.tail
+
+
+def test_block_backgrounds_record_their_blocks_and_are_deterministic(small_genome, bare_bank, tmp_path):
+    opts = BackgroundOptions(windows=20_000, seed=5, block=1000, tail_fraction=0.01)
+    out = [tmp_path / f"b{k}.bank" for k in range(2)]
+    for path in out:
+        background(str(small_genome), bank=str(bare_bank), models=[MODELS[0]], bank_out=str(path), regions=None,
+                   options=opts)
+    a, b = (next(m for m in load_bank(p).models if m.backgrounds).backgrounds[0] for p in out)
+    s = a.settings
+    assert (s["sampling"], s["blocks"], s["block_windows"], s["step"], s["windows"]) == ("blocks", 20, 1000, 1, 20_000)
+    assert s["windows_scored"] == 20_000 - s["left_out_all_n"] > 19_000
     assert np.array_equal(a.scores, b.scores) and a.tail == b.tail
 
 
@@ -166,27 +180,76 @@ def test_background_tables_match_the_scores_of_the_drawn_windows(small_genome):
     assert tables.scores[0, 0] == ranked[0] and tables.scores[0, -1] == ranked[-30]
 
 
+def test_block_windows_are_the_scores_of_every_window_inside_each_block(small_genome):
+    """Blocks scored by the sliding-window engine: each model's values are exactly `score` on
+    every window inside a block (none spanning two), all-N windows left out; the top is exact."""
+    from dbtools.bank.store import default_bank_path
+    from dbtools.engine.bank_engine import BankEngine
+    from dbtools.engine.options import ScoreOptions
+    from dbtools.io.encode import N
+    from dbtools.significance.compute import score_blocks
+
+    bank = load_bank(default_bank_path())
+    engine = BankEngine(bank.subset([bank.ids.index(i) for i in MODELS]))
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 4, size=(7, 101 + 40 - 1)).astype(np.int8)
+    blocks[2, 10:125] = N  # windows 10 .. 24 of block 2 are all N
+    top, n, bulk, gaps = score_blocks(engine, blocks, 101, ScoreOptions(), top_fraction=0.05, bulk_samples=70)
+    windows = np.stack([b[k:k + 101] for b in blocks for k in range(40)])
+    ref = engine.score(torch.from_numpy(windows)).numpy()
+    called = ~(windows == N).all(axis=1)
+    assert gaps == 15 and n == 7 * 40 - 15
+    want = np.sort(ref[called].T, axis=1)
+    keep = math.ceil(0.05 * 7 * 40) + 1
+    assert top.shape == (2, keep) and np.allclose(top.numpy(), want[:, -keep:], atol=1e-5)
+    every = ref[::4][called[::4]]  # every 4th window overall (280 // 70)
+    assert np.allclose(bulk.numpy(), np.sort(every.T, axis=1), atol=1e-5)
+
+
+def test_a_table_from_the_top_and_a_thinned_bulk_matches_the_full_samples():
+    """The table built from the largest 1% and every 10th sample: the tail knots and the fit are
+    those of the full samples exactly; the bulk knots are the thinned sample's quantiles."""
+    from dbtools.significance.tables import summarize_ranked
+
+    x = _exponential(200_000, 2, seed=6)
+    a = torch.sort(x.T.contiguous(), dim=1).values
+    full = summarize(x, fraction=1e-3)
+    part = summarize_ranked(a[:, -2001:], 200_000, torch.sort(x[::10].T.contiguous(), dim=1).values, 1e-3)
+    tail = full.log10_survival[0] < math.log10(0.0099)
+    assert np.array_equal(part.scores[:, tail], full.scores[:, tail])
+    assert np.allclose(part.log10_survival[:, tail], full.log10_survival[:, tail])
+    for f in ("threshold", "fraction", "shape", "scale", "floor", "fit_error"):
+        assert np.allclose(getattr(part, f), getattr(full, f)), f
+    assert np.all(np.diff(part.scores, axis=1) >= 0) and np.all(np.diff(part.log10_survival, axis=1) <= 0)
+    # P(X >= x) = exp(-x): the bulk knots' survival is the thinned sample's, within its noise
+    assert np.allclose(part.log10_survival[:, ~tail], -part.scores[:, ~tail] / math.log(10), atol=0.05)
+    with pytest.raises(ValueError, match="largest"):
+        summarize_ranked(a[:, -100:], 200_000, a, 1e-3)
+
+
 def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, bare_bank, tmp_path, monkeypatch):
     monkeypatch.setattr(compute, "_CHUNK_MODELS", 1)
     out = tmp_path / "r.bank"
-    real = compute.summarize
+    real = compute.summarize_ranked
     calls = []
 
-    def fail_second(samples, fraction):
+    def fail_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(samples, fraction)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(compute, "summarize", fail_second)
-    opts = BackgroundOptions(windows=5000, seed=1, tail_fraction=0.01)
+    monkeypatch.setattr(compute, "summarize_ranked", fail_second)
+    opts = BackgroundOptions(windows=5000, seed=1, block=100, tail_fraction=0.01)
     with pytest.raises(KeyboardInterrupt):
         background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None, options=opts)
     assert not out.exists()
-    with pytest.raises(DbtoolsError, match="other settings"):
-        background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None,
-                   options=BackgroundOptions(windows=5000, seed=2, tail_fraction=0.01))
-    monkeypatch.setattr(compute, "summarize", real)
+    for other in (BackgroundOptions(windows=5000, seed=2, block=100, tail_fraction=0.01),
+                  BackgroundOptions(windows=5000, seed=1, block=500, tail_fraction=0.01)):
+        with pytest.raises(DbtoolsError, match="other settings"):
+            background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None,
+                       options=other)
+    monkeypatch.setattr(compute, "summarize_ranked", real)
     summary = background(str(small_genome), bank=str(bare_bank), models=MODELS, bank_out=str(out), regions=None, options=opts)
     assert (summary.computed, summary.resumed) == (1, 1)
     assert not out.with_name("r.bank.background-parts").exists()
@@ -196,7 +259,10 @@ def test_resume_reuses_finished_chunks_and_refuses_other_settings(small_genome, 
 def test_bad_background_options_are_usage_errors(small_genome, tmp_path):
     for opts, fragment in ((BackgroundOptions(windows=10), "--windows"),
                            (BackgroundOptions(tail_fraction=0.7), "--tail-fraction"),
-                           (BackgroundOptions(windows=20_000), "fewer than 50")):
+                           (BackgroundOptions(windows=20_000), "fewer than 50"),
+                           (BackgroundOptions(windows=5000, block=6000, tail_fraction=0.01), "--block 6000"),
+                           (BackgroundOptions(windows=5000, block=10, tail_fraction=0.02), "at most 0.01 with --block"),
+                           (BackgroundOptions(windows=50_000, block=30_000, tail_fraction=0.01), "no region")):
         with pytest.raises(UsageError, match=fragment):
             background(str(small_genome), bank=None, models=MODELS, bank_out=str(tmp_path / "x.bank"),
                        regions=None, options=opts)
@@ -370,6 +436,28 @@ def test_the_tail_used_for_pvalues_is_never_bounded():
     past = log10_pvalues(torch.tensor([[5.5]]), tables).item()
     free = log10_pvalues(torch.tensor([[5.5]]), tables, min_shape=None).item()
     assert free == pytest.approx(math.log10(TAIL_FLOOR)) and past > free + 0.3
+
+
+def test_the_quadratic_tail_follows_a_gaussian_and_an_exponential_tail():
+    """Fitted from 1e-2 down to 30 of 1e6 samples, it answers 1e-7 within 2x for Gaussian scores
+    (where an exponential tail is over 2x too large) and follows exponential scores (curvature ~0)."""
+    g = torch.Generator().manual_seed(7)
+    gauss = torch.randn(1_000_000, 1, generator=g, dtype=torch.float64)
+    tables = summarize(torch.cat([gauss, _exponential(1_000_000, 1, seed=8)], dim=1), fraction=1e-3,
+                       quadratic_from=1e-2)
+    assert tables.slope[0] < 0 and tables.curvature[0] < 0 and abs(tables.curvature[1]) < 0.02
+    z = 5.199  # P(N(0,1) >= z) = 1e-7
+    x = torch.tensor([[z, -math.log(1e-6)]], dtype=torch.float32)
+    got = 10 ** log10_pvalues(x, tables)[0].double().numpy()
+    assert 0.5 < got[0] / 1e-7 < 2 and 0.5 < got[1] / 1e-6 < 2, got
+    pareto = summarize(gauss, fraction=1e-3)
+    assert 10 ** log10_pvalues(x[:, :1], pareto).item() > 2.5e-7  # an exponential tail: over 2x too large
+    # continuous at the last table point, monotone, never below the floor
+    xs = torch.linspace(0, 8, 4000, dtype=torch.float32)[:, None].repeat(1, 2)
+    lp = log10_pvalues(xs, tables)
+    assert torch.all(lp[1:] <= lp[:-1] + 1e-6) and torch.all(lp >= math.log10(TAIL_FLOOR) - 1e-6)
+    edge = torch.tensor([[tables.threshold[0]] * 2], dtype=torch.float32)
+    assert abs(log10_pvalues(edge, tables)[0, 0].item() - math.log10(tables.fraction[0])) < 1e-3
 
 
 def test_a_threshold_below_some_floors_warns_and_below_all_is_an_error():

@@ -2,7 +2,7 @@
 blocks of contiguous chr20 (every window at step 1, `score_blocks`, the sliding-window engine)
 and independent windows (`BankEngine.score`), both exactly `dbtools score`'s values.
 
-    python benchmarks/background_blocks.py                 # 64 models (every 15th), 1e5 and 2e4 windows
+    python benchmarks/background_blocks.py                 # 62 models (every 15th), 1e5 and 2e4 windows
 """
 
 from __future__ import annotations

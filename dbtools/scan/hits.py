@@ -59,16 +59,15 @@ class ContigHits:
                 keep = values >= self.threshold
             else:  # the candidates: only they can reach the p-value
                 keep = values > self._cutoffs[np.asarray(models)]
-            if self.tables is not None:
+            if self.tables is not None and keep.any():
                 # p-values of the rows and models with a candidate only: the cost follows the hits
-                log10p = np.full(values.shape, np.nan, np.float32)
                 r, c = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
-                if len(r):
-                    sub = np.ascontiguousarray(values[np.ix_(r, c)])
-                    rows = self.tables.rows(np.asarray(models)[c])
-                    log10p[np.ix_(r, c)] = log10_pvalues(torch.from_numpy(sub), rows).numpy()
-            if self.pvalue is not None:
-                keep &= log10p <= np.float32(np.log10(self.pvalue))
+                log10p = np.full(values.shape, np.nan, np.float32)
+                sub = np.ascontiguousarray(values[np.ix_(r, c)])
+                rows = self.tables.rows(np.asarray(models)[c])
+                log10p[np.ix_(r, c)] = log10_pvalues(torch.from_numpy(sub), rows).numpy()
+                if self.pvalue is not None:
+                    keep &= log10p <= np.float32(np.log10(self.pvalue))
         hits = hit_windows(first, step, window, models, values, rc_won, keep, log10p)
         if len(values):
             self._last_start = max(self._last_start, first + (len(values) - 1) * step)

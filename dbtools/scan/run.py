@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -324,18 +324,14 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
                 if progress:
                     progress(contig, total, total)
                 continue
-            if tracks is not None and contig == mine[-1]:
-                # the contig that completes the tracks: its values are never read back (a run killed
-                # before the tracks are closed scans it again), so they skip the part store
-                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                             precision, _PartSink(None, selected, options, names, tracks, tables), progress)
-            elif store is not None:
-                with store.writing(index, len(selected), options.fmt != "bed") as part:
-                    _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                                 precision, _PartSink(part, selected, options, names, tracks, tables), progress)
-            else:
-                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows,
-                             precision, _StreamSink(stdout, selected, options, names, tables), progress)
+            # the contig that completes streamed tracks skips the part store: its values are never
+            # read back (a run killed before the tracks are closed scans it again)
+            stored = store is not None and not (tracks is not None and contig == mine[-1])
+            with (store.writing(index, len(selected), options.fmt != "bed") if stored else nullcontext()) as part:
+                sink = (_StreamSink(stdout, selected, options, names, tables) if store is None
+                        else _PartSink(part, selected, options, names, tracks, tables))
+                _scan_contig(genome, contig, plan[contig], engines, options, chunk, batch_windows, precision, sink,
+                             progress)
             done_contigs += 1
             bases += total
     # the tracks are complete and renamed (OpenTracks closed with the stack)

@@ -1,4 +1,4 @@
-"""BigWig files (bbi version 4) written with numpy and ISA-L's deflate, streaming, with zoom levels.
+"""BigWig files (bbi version 4) written with numpy and libdeflate, streaming, with zoom levels.
 
     with BigWigWriter(path, [("chr1", 248956422), ("chr2", 242193529)], threads=2) as w:
         w.add("chr1", 10_000, 1, values)      # float32; values[k] covers [10000 + k, 10000 + k + 1)
@@ -28,11 +28,12 @@ as they fill and spooled (every level of a file in one spool: in memory up to `s
 a section (~1024 values), the last partial section of each level and at most 65536 values held
 back between calls.
 
-Speed: sections are deflated by ISA-L (`isal`, zlib streams any reader inflates) at its level 1,
-2-3x faster than zlib's level 1 at the same size on scan tracks (`benchmarks/bigwig_writer.py`).
-Scan tracks repeat values over runs of windows (a sliding max), which LZ77 finds, so entropy
-coding alone would give files ~2.5x larger. The compressor releases the GIL, so
-with `threads > 1` sections are compressed in a thread pool while the caller goes on.
+Speed: sections are deflated by libdeflate (`deflate`, zlib streams any reader inflates) at
+its level 1: about as fast as ISA-L's level 1 on scan tracks and 1-4% smaller; zlib's level 1
+takes 2x the time (`benchmarks/bigwig_writer.py`). Its output depends on the input alone, so a
+file's bytes do not depend on what else ran in the process. Scan tracks repeat values over runs
+of windows (a sliding max), which LZ77 finds, so entropy coding alone would give files ~2.5x
+larger. With `threads > 1` sections are compressed in a thread pool while the caller goes on.
 
 Level 0 of a step-S track whose items lie off the bins' grid (the usual case of a scan track:
 values at s + (W - S) // 2) is summed from a strided view of the items, each bin a row; the rows
@@ -58,7 +59,7 @@ from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import numpy as np
-from isal import isal_zlib
+import deflate
 
 BIGWIG_MAGIC = 0x888FFC26
 BPT_MAGIC = 0x78CA8C91
@@ -69,7 +70,7 @@ BLOCK_SIZE = 256  # children per R-tree / B+ tree node (UCSC's default)
 MAX_ZOOM_LEVELS = 10
 ZOOM_INCREMENT = 4
 MIN_FIXED_RUN = 64  # runs of at least this many values are fixedStep sections, shorter ones bedGraph records (fewer records, smaller thresholded tracks; 16: 21% larger)
-DEFLATE_LEVEL = 1  # ISA-L level (0-3) of data and zoom sections: level 2 is no smaller, 0 and 3 larger
+DEFLATE_LEVEL = 1  # libdeflate level (0-12) of data and zoom sections: 2 and above are <1% smaller and 20-40% slower
 
 _PENDING_MAX = 1 << 16  # at most this many values held back between calls (see BigWigWriter._cut)
 _BATCH_BLOCKS = 64  # sections a compression task takes
@@ -97,7 +98,7 @@ _U32 = (1 << 32) - 1
 
 def _deflate(data) -> bytes:
     """A zlib stream of `data`."""
-    return isal_zlib.compress(data, DEFLATE_LEVEL)
+    return deflate.zlib_compress(data, DEFLATE_LEVEL)
 
 
 def _compress_all(fn, payloads: list) -> list[bytes]:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,14 +40,15 @@ from dbtools.engine.options import ScoreOptions
 from dbtools.bank.selection import open_selected
 from dbtools.io.bgzip import open_indexed_text
 from dbtools.io.contigs import Naming, output_names
-from dbtools.io.tracks import bedgraph_text, open_track
+from dbtools.io.tracks import bedgraph_text
 from dbtools.io.checksum import file_sha256
 from dbtools.scan.browser import BrowserOptions, write_browser_files
 from dbtools.scan.describe import describe, write_tracks_tsv
 from dbtools.scan.hits import HEADER as HITS_HEADER, ContigHits, HitsMerge, hit_names
 from dbtools.significance.lookup import background_tables, check_floor, check_pvalue
 from dbtools.significance.tables import Tables, log10_pvalues
-from dbtools.scan.writers import MAX_OPEN_TRACKS, OpenTracks, feed, remove_stale_temporaries, track_path
+from dbtools.scan.writers import (MAX_OPEN_TRACKS, OpenTracks, PartTracks, part_runs, remove_stale_temporaries,
+                                   track_file_name, track_offset, track_path)
 
 
 
@@ -111,11 +111,6 @@ class ScanSummary:
 
 
 HITS_FILE = "hits.bed.gz"  # BGZF, with its tabix index HITS_FILE + ".tbi"
-
-
-def track_offset(window: int, step: int) -> int:
-    """Where a window's value is written, from its start: the S bases centred on its centre."""
-    return (window - step) // 2
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -236,11 +231,6 @@ def _signature(genome: Genome, plan: dict, bank: Bank, windows: list[int], optio
     }
 
 
-def track_file_name(model_id: str) -> str:
-    """The file name (without extension) of a model's track: the ID with unsafe characters as `_`."""
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
-
-
 def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, skip_missing: bool,
          bank: str | None, models: list[str] | None, options: ScanOptions, out_dir: str | None,
          stdout: TextIO, device: torch.device | str = "cpu", precision: str = "fp32",
@@ -318,9 +308,9 @@ def scan(genome_path: str, *, regions: str | None, chroms: list[str] | None, ski
                 skipped += 1
                 if tracks is not None:
                     for j in range(len(selected)):
-                        for c, first, step, values in _runs(store, [contig], {contig: index}, j, windows[j],
-                                                            options.step):
-                            tracks.add(j, names[c], first, step, values)
+                        for name, first, step, values in part_runs(store, [(index, names[contig])], j, windows[j],
+                                                                   options.step):
+                            tracks.add(j, name, first, step, values)
                 if progress:
                     progress(contig, total, total)
                 continue
@@ -593,26 +583,9 @@ def assemble(out_dir: str | os.PathLike, threads: int | None = None) -> list[str
         outputs += [str(path), str(path) + ".tbi"]
     else:
         renamed = [(names[c], n) for c, n in header]
-
-        def write(j: int) -> str:  # one model's track; the tracks are written side by side
-            path = track_path(out, track_file_name(ids[j]), fmt)
-            with open_track(path, fmt, renamed) as track:
-                for contig, first, s, values in _runs(store, sig["contigs"], index, j, windows[j], step):
-                    feed(track, names[contig], first, s, values)
-            return str(path)
-
-        with ThreadPoolExecutor(min(cpu_count(threads), len(ids))) as pool:
-            outputs = list(pool.map(write, range(len(ids))))
+        scanned = [(index[c], names[c]) for c in sorted(sig["contigs"], key=index.__getitem__)]
+        job = PartTracks(str(out), fmt, step, renamed, scanned, list(ids), [int(w) for w in windows])
+        outputs = job.write_all(cpu_count(threads))
         _browser_files(out, sig)
     store.remove()
     return outputs
-
-
-def _runs(store: PartStore, contigs: list[str], index: dict[str, int], model: int, window: int, step: int):
-    """(contig, first track base, step, values) of one model, contig by contig in header order."""
-    for c in sorted(contigs, key=index.__getitem__):
-        values = store.values(index[c], model)
-        off = 0
-        for first, n in store.layout(index[c])["segments"].get(str(window), []):
-            yield c, first + track_offset(window, step), step, values[off:off + n]
-            off += n

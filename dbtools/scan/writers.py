@@ -1,21 +1,31 @@
-"""Track files written while a scan scores: one open track per model, fed from a thread pool.
+"""Track files of a scan: written while it scores (one open track per model, fed from a thread
+pool), or afterwards from its part store (a few tracks at a time, in worker processes).
 
-The scan hands each chunk's window values over and goes on scoring the next chunk while the
-pool writes (and compresses) this one, so writing overlaps scoring and the tracks are written
-side by side. Each model's values go to its writer in order: a model's next block waits for its
-previous one, so at most one chunk per model is held in memory.
+While scoring, the scan hands each chunk's window values over and goes on scoring the next chunk
+while the pool writes (and compresses) this one, so writing overlaps scoring and the tracks are
+written side by side. Each model's values go to its writer in order: a model's next block waits
+for its previous one, so at most one chunk per model is held in memory.
+
+From a part store, each track is written by one worker from start to rename. The writer is numpy
+and deflate calls that mostly hold the GIL, so threads would take turns: the workers are
+processes (forked where the platform allows it, so they start at once and import nothing).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+import re
+import sys
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dbtools.io.tracks import TrackWriter, open_track
+from dbtools.scan.parts import PartStore
 
 BLOCK = 1 << 20  # values handed to a writer at a time
 TRACK_SUFFIX = {"bigwig": ".bw", "bedgraph": ".bedGraph"}
@@ -31,6 +41,78 @@ def feed(writer: TrackWriter, chrom: str, first: int, step: int, values) -> None
 
 def track_path(out_dir: str | os.PathLike, name: str, fmt: str) -> Path:
     return Path(out_dir) / f"{name}{TRACK_SUFFIX[fmt]}"
+
+
+def track_file_name(model_id: str) -> str:
+    """The file name (without extension) of a model's track: the ID with unsafe characters as `_`."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", model_id)
+
+
+def track_offset(window: int, step: int) -> int:
+    """Where a window's value is written, from its start: the S bases centred on its centre."""
+    return (window - step) // 2
+
+
+def part_runs(store: PartStore, contigs: list[tuple[int, str]], model: int, window: int, step: int):
+    """(contig name, first track base, step, values) of one model from a part store, for `contigs`
+    ((index in the store, name in the output), in the order given)."""
+    for index, name in contigs:
+        values = store.values(index, model)
+        off = 0
+        for first, n in store.layout(index)["segments"].get(str(window), []):
+            yield name, first + track_offset(window, step), step, values[off:off + n]
+            off += n
+
+
+@dataclass(frozen=True)
+class PartTracks:
+    """What writing any model's track from a complete part store takes (picklable, sent once to
+    each worker process)."""
+    out_dir: str
+    fmt: str
+    step: int
+    header: list[tuple[str, int]]  # the output's contigs (renamed) and lengths, in order
+    contigs: list[tuple[int, str]]  # (contig index in the store, output name) of the scanned ones, in order
+    ids: list[str]
+    windows: list[int]
+
+    def write(self, model: int) -> str:
+        """One model's track, renamed into place when complete; its path."""
+        store = PartStore(self.out_dir)
+        window = self.windows[model]
+        path = track_path(self.out_dir, track_file_name(self.ids[model]), self.fmt)
+        with open_track(path, self.fmt, self.header) as track:
+            for name, first, step, values in part_runs(store, self.contigs, model, window, self.step):
+                feed(track, name, first, step, values)
+        return str(path)
+
+    def write_all(self, workers: int) -> list[str]:
+        """Every model's track, `workers` at a time; their paths in model order."""
+        models = range(len(self.ids))
+        workers = min(workers, len(self.ids))
+        if workers <= 1:
+            return [self.write(m) for m in models]
+        if sys.platform == "linux":  # fork: no interpreter start, no imports, the state inherited
+            _worker_job[0] = self
+            try:
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                    return list(pool.map(_write_inherited, models))
+            finally:
+                _worker_job[0] = None
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_receive, initargs=(self,)) as pool:
+            return list(pool.map(_write_inherited, models))
+
+
+_worker_job: list[PartTracks | None] = [None]  # the job of a worker process (inherited or received)
+
+
+def _receive(job: PartTracks) -> None:
+    _worker_job[0] = job
+
+
+def _write_inherited(model: int) -> str:
+    return _worker_job[0].write(model)
 
 
 def remove_stale_temporaries(out_dir: str | os.PathLike, files: list[str]) -> list[str]:

@@ -303,6 +303,7 @@ def test_many_contigs_and_a_deep_index(tmp_path, monkeypatch):
             assert np.isnan(got[:i]).all() and np.isnan(got[i:i + 900]).all() == (i not in (0, 150, 299))
 
     monkeypatch.setattr(bigwig, "ITEMS_PER_SLOT", 2)
+    monkeypatch.setattr(bigwig, "SECTION_ITEMS", 2)
     v = walk(rng, 2 * 256 * 256 + 5_000)
     header = [("c", len(v) + 10)]
     path = tmp_path / "deep.bw"

@@ -10,7 +10,7 @@ Values are stored as float32 exactly as given (float64 input is rounded to float
 
 The layout follows UCSC's bedGraphToBigWig / bbiWrite (Kent et al. 2010): the 64-byte header,
 the zoom headers, the total summary, the chromosome B+ tree, the data (deflated sections
-of at most 1024 items: fixedStep for runs of at least `MIN_FIXED_RUN` values, bedGraph records
+of at most `SECTION_ITEMS` items, 4096 where UCSC's default is 1024: fixedStep for runs of at least `MIN_FIXED_RUN` values, bedGraph records
 for shorter runs), the data's R-tree (blockSize 256, or the item count when smaller; nodes padded as UCSC pads them), then each
 zoom level's records (1024 a section, compressed) and R-tree, and the signature again at the end.
 
@@ -25,7 +25,7 @@ the format has them.
 Memory stays bounded: data sections go to the file as they fill, zoom sections are compressed
 as they fill and spooled (every level of a file in one spool: in memory up to `spool_memory`,
 4 MB by default, then in one anonymous temporary file beside the output) until close copies them in; what stays in memory is one 32-byte index entry
-a section (~1024 values), the last partial section of each level and at most 65536 values held
+a section (~4096 values), the last partial section of each level and at most 65536 values held
 back between calls.
 
 Speed: sections are deflated by libdeflate (`deflate`, zlib streams any reader inflates) at
@@ -65,7 +65,8 @@ BIGWIG_MAGIC = 0x888FFC26
 BPT_MAGIC = 0x78CA8C91
 CIRTREE_MAGIC = 0x2468ACE0
 VERSION = 4
-ITEMS_PER_SLOT = 1024  # items per data section and zoom records per zoom section (UCSC's default)
+ITEMS_PER_SLOT = 1024  # zoom records per zoom section (UCSC's default)
+SECTION_ITEMS = 4096  # values (fixedStep) or records (bedGraph) per data section: per value, 1024 takes 1.8x the deflate time and 10% more bytes
 BLOCK_SIZE = 256  # children per R-tree / B+ tree node (UCSC's default)
 MAX_ZOOM_LEVELS = 10
 ZOOM_INCREMENT = 4
@@ -745,19 +746,19 @@ class BigWigWriter:
         if L[last] >= MIN_FIXED_RUN:
             if b[last] < n:
                 return n
-            cut = int(a[last] + ((L[last] - 1) // ITEMS_PER_SLOT) * ITEMS_PER_SLOT)
+            cut = int(a[last] + ((L[last] - 1) // SECTION_ITEMS) * SECTION_ITEMS)
         else:
             # the last bedGraph segment: the short runs after the last long run
             longs = np.flatnonzero(L >= MIN_FIXED_RUN)
             s0 = int(longs[-1]) + 1 if len(longs) else 0
             seg_L = L[s0:]
             if b[last] == n:
-                q = int(seg_L[:-1].sum()) // ITEMS_PER_SLOT * ITEMS_PER_SLOT
+                q = int(seg_L[:-1].sum()) // SECTION_ITEMS * SECTION_ITEMS
             else:
                 m = int(seg_L.sum())
-                if m % ITEMS_PER_SLOT == 0:
+                if m % SECTION_ITEMS == 0:
                     return n
-                q = m // ITEMS_PER_SLOT * ITEMS_PER_SLOT
+                q = m // SECTION_ITEMS * SECTION_ITEMS
             cum = np.cumsum(seg_L)
             j = int(np.searchsorted(cum, q, side="right"))  # the run holding item q of the segment
             before = int(cum[j - 1]) if j else 0
@@ -787,15 +788,15 @@ class BigWigWriter:
         for h, e, is_long in segments:
             if is_long:
                 x, y = int(a[h]), int(b[h])
-                for k in range(x, y, ITEMS_PER_SLOT):
-                    k2 = min(k + ITEMS_PER_SLOT, y)
+                for k in range(x, y, SECTION_ITEMS):
+                    k2 = min(k + SECTION_ITEMS, y)
                     s, t = start + k * step, start + k2 * step
                     payloads.append(pack(cid, s, t, step, step, _TYPE_FIXED_STEP, 0, k2 - k) + vals[k:k2].tobytes())
                     bounds.append((cid, s, cid, t, 0, 0))
             else:
                 q = finite[cum[h]:cum[e]]
-                for k in range(0, len(q), ITEMS_PER_SLOT):
-                    part = _bedgraph_records(start, step, q[k:k + ITEMS_PER_SLOT], vals)
+                for k in range(0, len(q), SECTION_ITEMS):
+                    part = _bedgraph_records(start, step, q[k:k + SECTION_ITEMS], vals)
                     s, t = int(part["start"][0]), int(part["end"][-1])
                     payloads.append(pack(cid, s, t, 0, 0, _TYPE_BEDGRAPH, 0, len(part)) + part.tobytes())
                     bounds.append((cid, s, cid, t, 0, 0))

@@ -3,7 +3,8 @@
 `dbtools background` runs on the first half of chr20 (0-31.5 Mbp), with its defaults; then
 --test-windows windows of the second half are scored and looked up, all-N windows left out:
 independent 101-bp windows drawn uniformly (seed 2), or with --test-block B > 1, random blocks
-of B contiguous windows, every window of a block (step 1). For each alpha the script prints the
+of B contiguous windows, every window of a block (step 1), or with --test-step S every 101-bp
+window of the second half placed every S bases. For each alpha the script prints the
 distribution over models of (share of windows with p <= alpha) / alpha, the share of models
 within [1/2, 2], and the models that miss with their protein, type, background floor and the GC
 content of their hits. With --shuffle the background is dinucleotide-shuffled first-half
@@ -16,6 +17,7 @@ at equal compute, independent windows count many more sites, and their rates var
     python benchmarks/background_calibration.py                  # all 927 models
     python benchmarks/background_calibration.py --shuffle
     python benchmarks/background_calibration.py --every 8 --test-windows 1250000
+    python benchmarks/background_calibration.py --test-step 25 --half-bank HALF.bank   # 1.25e6 windows
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dbtools.bank.store import default_bank_path, load_bank
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.engine.options import ScoreOptions
 from dbtools.engine.windows import window_values
-from dbtools.io.encode import G, C, N
+from dbtools.io.encode import G, C, N, encode
 from dbtools.io.genome import Genome
 from dbtools.significance.compute import BackgroundOptions, background
 from dbtools.significance.lookup import background_tables
@@ -45,6 +47,7 @@ HALF = 31_500_000
 ALPHAS = (1e-2, 1e-3, 1e-4)
 W = 101
 CHUNK = 64  # models scored together
+PIECE = 4096  # windows of a piece of the second half (--test-step)
 
 
 def main() -> None:
@@ -57,6 +60,8 @@ def main() -> None:
     ap.add_argument("--shuffle", action="store_true")
     ap.add_argument("--test-windows", type=int, default=200_000, help="test windows (second half)")
     ap.add_argument("--test-block", type=int, default=1, help="test windows per block (1: independent windows)")
+    ap.add_argument("--test-step", type=int, help="test every window of the second half placed every S bases "
+                                                  "(instead of drawn windows; --test-windows is then ignored)")
     ap.add_argument("--half-bank", help="reuse this first-half background bank (made by an earlier run: "
                                         "it must hold the selected models) instead of computing it")
     ap.add_argument("--keep-half-bank", help="save the first-half background bank here")
@@ -78,16 +83,27 @@ def main() -> None:
                                                  shuffle=a.shuffle))
         t1 = time.time()
         bank = load_bank(out).subset([full.ids.index(i) for i in ids])
-        test_block = a.test_block
-        length = W + test_block - 1
-        blocks, _ = draw_windows(g, sampling_intervals(g, str(second)), length,
-                                 -(-a.test_windows // test_block), seed=2, shuffle=a.shuffle)
+        if a.test_step:
+            if a.shuffle:
+                sys.exit("--test-step: genome windows only, not with --shuffle")
+            test_block = PIECE
+            length = W + (test_block - 1) * a.test_step
+            second_codes = encode(g.fetch("20", HALF, g.sizes["20"]))
+            blocks = sliding_pieces(second_codes, a.test_step)
+        else:
+            test_block = a.test_block
+            length = W + test_block - 1
+            blocks, _ = draw_windows(g, sampling_intervals(g, str(second)), length,
+                                     -(-a.test_windows // test_block), seed=2, shuffle=a.shuffle)
+    step = a.test_step or 1
     # GC of every test window, and which are all N
     gc_base = np.isin(blocks, (G, C)).astype(np.int64)
     csum = np.concatenate([np.zeros((len(blocks), 1), dtype=np.int64), np.cumsum(gc_base, axis=1)], axis=1)
-    gc = ((csum[:, W:] - csum[:, :-W]) / W).reshape(-1)
+    gc = ((csum[:, W::step] - csum[:, :-W:step]) / W).reshape(-1)
     ncum = np.concatenate([np.zeros((len(blocks), 1), dtype=np.int64), np.cumsum(blocks != N, axis=1)], axis=1)
-    called = ((ncum[:, W:] - ncum[:, :-W]) > 0).reshape(-1)
+    called = ((ncum[:, W::step] - ncum[:, :-W:step]) > 0).reshape(-1)
+    if a.test_step:  # the padding's windows are not test windows
+        called[(len(second_codes) - W) // step + 1:] = False
     M = len(bank)
     hits = {k: np.zeros((len(ALPHAS), M)) for k in shapes}
     hit_gc = {k: np.zeros((len(ALPHAS), M)) for k in shapes}
@@ -101,6 +117,8 @@ def main() -> None:
             piece = blocks[b0:b0 + per_piece]
             if test_block == 1:
                 inside = engine.score(torch.from_numpy(piece)).numpy()
+            elif step > 1:  # each row one piece of the second half
+                inside = np.concatenate([window_values(engine, row, W, step, ScoreOptions())[0] for row in piece])
             else:
                 v, _ = window_values(engine, np.ascontiguousarray(piece).reshape(-1), W, 1, ScoreOptions())
                 full_v = np.full((len(piece) * length, len(chunk)), np.nan, dtype=np.float32)
@@ -119,13 +137,26 @@ def main() -> None:
     t2 = time.time()
     n = int(called.sum())
     kind = "shuffled" if a.shuffle else "genome"
+    test = f"every {step} bp" if a.test_step else f"in blocks of {a.test_block}"
     print(f"# {len(ids)} models (every {a.every}th), {kind} background of {a.windows} windows in blocks of "
-          f"{a.block} on 0-{HALF} ({t1 - t0:.0f} s); {n} test windows in blocks of {a.test_block} ({t2 - t1:.0f} s); "
+          f"{a.block} on 0-{HALF} ({t1 - t0:.0f} s); {n} test windows {test} ({t2 - t1:.0f} s); "
           f"GC of test windows {gc[called].mean():.3f}", file=sys.stderr)
     floors = background_tables(bank, ScoreOptions()).floor
     for name in shapes:
         print(f"# {name}")
         report(hits[name] / n, hit_gc[name] / np.maximum(hits[name], 1), hits[name], n, bank, floors)
+
+
+def sliding_pieces(codes: np.ndarray, step: int) -> np.ndarray:
+    """[pieces, W + (PIECE - 1) * step] codes: consecutive pieces of PIECE windows each, every window
+    start of `codes` at `step` in exactly one piece (the last piece padded with N, all-N windows)."""
+    n = (len(codes) - W) // step + 1
+    pieces = -(-n // PIECE)
+    length = W + (PIECE - 1) * step
+    padded = np.full(pieces * PIECE * step + W, N, dtype=codes.dtype)
+    padded[:len(codes)] = codes
+    padded[(n - 1) * step + W:] = N  # past the last whole window
+    return np.stack([padded[p * PIECE * step:p * PIECE * step + length] for p in range(pieces)])
 
 
 def report(rate: np.ndarray, hit_gc: np.ndarray, hits: np.ndarray, n: int, bank, floors: np.ndarray) -> None:

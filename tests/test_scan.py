@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import multiprocessing
+from pathlib import Path
 
 import numpy as np
 import pyBigWig
@@ -17,6 +19,7 @@ from dbtools.io.encode import encode
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.engine.bank_engine import BankEngine
 from dbtools.io.genome import Genome
+from dbtools.scan import writers
 from dbtools.scan.run import ScanOptions, assemble, scan, track_offset
 from dbtools.engine.windows import window_values
 from dbtools.score import ScoreOptions, score_codes
@@ -347,6 +350,26 @@ def test_shards_merge_and_resume_give_the_tracks_of_one_run(tmp_path, small_geno
     assert _tracks(out, ids) == whole
     assert not stale.exists() and any(stale.name in w for w in warnings)
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{i}.bw" for i in ids] + BESIDE)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_tracks_from_the_part_store_are_the_same_bytes_in_one_or_two_worker_processes(tmp_path, small_genome,
+                                                                                      monkeypatch, method):
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    fa, _ = small_genome
+    ids = ["D00328.003", "D00328.018"]
+    _scan(tmp_path / "one", fa, options=ScanOptions(step=3))  # written while scoring
+    monkeypatch.setattr(writers, "START_METHOD", method)
+    for threads in (1, 2):
+        folder = tmp_path / f"workers{threads}"
+        for i in (1, 2):
+            _scan(folder, fa, options=ScanOptions(step=3), shard=(i, 2))
+        outputs = assemble(folder / "out", threads)
+        assert sorted(Path(p).name for p in outputs) == [f"{i}.bw" for i in ids]
+        for i in ids:
+            assert (folder / "out" / f"{i}.bw").read_bytes() == (tmp_path / "one" / "out" / f"{i}.bw").read_bytes()
+        assert not (folder / "out" / ".dbtools-scan").exists()
 
 
 def test_merge_of_an_incomplete_scan_names_the_missing_contigs(tmp_path, small_genome):

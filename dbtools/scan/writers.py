@@ -30,6 +30,9 @@ from dbtools.scan.parts import PartStore
 BLOCK = 1 << 20  # values handed to a writer at a time
 TRACK_SUFFIX = {"bigwig": ".bw", "bedgraph": ".bedGraph"}
 MAX_OPEN_TRACKS = 32  # more models than this are written from the part store, a few tracks at a time
+# worker processes of PartTracks: forked on Linux (they start at once and import nothing), else
+# spawned (macOS and Windows, where fork is unsafe or missing)
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 def feed(writer: TrackWriter, chrom: str, first: int, step: int, values) -> None:
@@ -92,15 +95,15 @@ class PartTracks:
         workers = min(workers, len(self.ids))
         if workers <= 1:
             return [self.write(m) for m in models]
-        if sys.platform == "linux":  # fork: no interpreter start, no imports, the state inherited
+        context = multiprocessing.get_context(START_METHOD)
+        if START_METHOD == "fork":  # the job inherited: nothing pickled, nothing imported
             _worker_job[0] = self
             try:
-                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
                     return list(pool.map(_write_inherited, models))
             finally:
                 _worker_job[0] = None
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_receive, initargs=(self,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_receive, initargs=(self,)) as pool:
             return list(pool.map(_write_inherited, models))
 
 

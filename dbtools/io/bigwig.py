@@ -9,9 +9,9 @@ contig by contig in header order, positions increasing; a contig may come in man
 Values are stored as float32 exactly as given (float64 input is rounded to float32 first).
 
 The layout follows UCSC's bedGraphToBigWig / bbiWrite (Kent et al. 2010): the 64-byte header,
-the zoom headers, the total summary, the chromosome B+ tree, the data (deflated sections
-of at most `SECTION_ITEMS` items, 4096 where UCSC's default is 1024: fixedStep for runs of at least `MIN_FIXED_RUN` values, bedGraph records
-for shorter runs), the data's R-tree (blockSize 256, or the item count when smaller; nodes padded as UCSC pads them), then each
+the zoom headers, the total summary, the chromosome B+ tree, the data (deflated sections of at
+most `SECTION_ITEMS` items, 4096 where UCSC's default is 1024: fixedStep for runs of at least
+`MIN_FIXED_RUN` values, bedGraph records for shorter runs), the data's R-tree (blockSize 256, or the item count when smaller; nodes padded as UCSC pads them), then each
 zoom level's records (1024 a section, compressed) and R-tree, and the signature again at the end.
 
 Zoom levels: the first at 16x the item span (the span of the first `add`, at least 10 bases),

@@ -95,26 +95,20 @@ class PartTracks:
         workers = min(workers, len(self.ids))
         if workers <= 1:
             return [self.write(m) for m in models]
-        context = multiprocessing.get_context(START_METHOD)
-        if START_METHOD == "fork":  # the job inherited: nothing pickled, nothing imported
-            _worker_job[0] = self
-            try:
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                    return list(pool.map(_write_inherited, models))
-            finally:
-                _worker_job[0] = None
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_receive, initargs=(self,)) as pool:
-            return list(pool.map(_write_inherited, models))
+        # the job reaches each worker once, through its initializer (forked workers inherit it)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD),
+                                 initializer=_receive, initargs=(self,)) as pool:
+            return list(pool.map(_write_job, models))
 
 
-_worker_job: list[PartTracks | None] = [None]  # the job of a worker process (inherited or received)
+_worker_job: list[PartTracks | None] = [None]  # the job of this worker process
 
 
 def _receive(job: PartTracks) -> None:
     _worker_job[0] = job
 
 
-def _write_inherited(model: int) -> str:
+def _write_job(model: int) -> str:
     return _worker_job[0].write(model)
 
 
